@@ -1,0 +1,626 @@
+//! Typed configuration, loaded once: serde defaults → optional TOML file → environment
+//! (`WXOA__SECTION__KEY`, `WXOA__APPS__0__APPID` for list items). Every key is documented in
+//! `docs/configuration.md`. Secrets are [`SecretString`]s and never appear in `Debug`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer};
+use wxoa_wire::crypto::AesKey;
+
+/// The environment variable naming the TOML file.
+pub const ENV_CONFIG_FILE: &str = "WXOA_CONFIG";
+/// The prefix of environment overrides.
+pub const ENV_PREFIX: &str = "WXOA__";
+
+/// A configuration that could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// An app entry is invalid.
+    #[error("invalid app {appid:?}: {reason}")]
+    App {
+        /// The app's appid as written.
+        appid: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The merged configuration does not fit the schema.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    /// The TOML file could not be read.
+    #[error("reading config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML file is not valid TOML.
+    #[error("parsing config file {path}: {message}")]
+    Toml {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+}
+
+/// The whole configuration of a wxoa process; each service reads the sections it needs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// NATS connection and naming.
+    #[serde(default)]
+    pub nats: NatsConfig,
+    /// Redis connection and key naming.
+    #[serde(default)]
+    pub redis: RedisConfig,
+    /// The WeChat API.
+    #[serde(default)]
+    pub wechat: WechatConfig,
+    /// The gateway service.
+    #[serde(default)]
+    pub gateway: GatewayConfig,
+    /// The token service.
+    #[serde(default)]
+    pub token: TokenConfig,
+    /// The WeChat simulator.
+    #[serde(default)]
+    pub sim: SimConfig,
+    /// The admin server (/livez, /readyz, /metrics).
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Logs.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+    /// The accounts this deployment serves.
+    #[serde(default)]
+    pub apps: Vec<AppConfig>,
+}
+
+/// `[nats]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URL.
+    pub url: String,
+    /// Subject prefix; stream names derive from it (`wechat` → `WECHAT_INBOUND`).
+    pub prefix: String,
+    /// JetStream storage of the streams wxoa creates.
+    pub storage: Storage,
+    /// The inbound stream's dedupe window, well above WeChat's retry span.
+    pub duplicate_window_secs: u64,
+    /// How long the inbound stream keeps messages.
+    pub max_age_secs: u64,
+    /// Stream replicas (1 on a single server).
+    pub replicas: usize,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            url: "nats://127.0.0.1:4222".into(),
+            prefix: wxoa_wire::names::DEFAULT_PREFIX.into(),
+            storage: Storage::File,
+            duplicate_window_secs: 600,
+            max_age_secs: 7 * 24 * 3600,
+            replicas: 1,
+        }
+    }
+}
+
+/// JetStream storage kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Storage {
+    /// Durable file storage (production).
+    File,
+    /// Memory storage (tests, demos).
+    Memory,
+}
+
+/// `[redis]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// Server URL; secret because it may carry a password.
+    #[serde(deserialize_with = "secret")]
+    pub url: SecretString,
+    /// Key prefix (`<prefix>:{<appid>}:...`).
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: SecretString::from("redis://127.0.0.1:6379"),
+            key_prefix: wxoa_wire::names::DEFAULT_PREFIX.into(),
+        }
+    }
+}
+
+/// `[wechat]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WechatConfig {
+    /// Base URL of the REST API (the simulator's in development and tests).
+    pub api_base: String,
+    /// Per-request timeout.
+    pub timeout_ms: u64,
+}
+
+impl Default for WechatConfig {
+    fn default() -> Self {
+        WechatConfig { api_base: "https://api.weixin.qq.com".into(), timeout_ms: 5000 }
+    }
+}
+
+/// `[gateway]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Listen address of the callback server (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// Largest accepted `|now - timestamp|`; 0 turns the check off (to replay recorded traffic).
+    pub timestamp_window_secs: u64,
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// How long after receipt a passive reply is still taken; 0 answers `success` right after the
+    /// publish is stored.
+    pub reply_budget_ms: u64,
+    /// How long to wait for JetStream's PubAck before answering 503.
+    pub publish_timeout_ms: u64,
+    /// This instance's name in reply subjects; empty picks a random one.
+    pub instance_id: String,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            listen: ([0, 0, 0, 0], 8080).into(),
+            timestamp_window_secs: 300,
+            body_limit_bytes: 64 * 1024,
+            reply_budget_ms: 4000,
+            publish_timeout_ms: 3000,
+            instance_id: String::new(),
+        }
+    }
+}
+
+/// `[token]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Refresh when less than this is left of a token's life.
+    pub refresh_ahead_secs: u64,
+    /// How often each app's tokens are checked.
+    pub check_interval_ms: u64,
+    /// The refresh lock's lifetime (longer than one refresh takes).
+    pub lock_ttl_ms: u64,
+    /// Also keep a jsapi_ticket for every app.
+    pub jsapi_ticket: bool,
+    /// stable_token force_refresh calls allowed per app and day (WeChat allows 20).
+    pub force_refresh_daily_limit: u32,
+    /// Least time between two forced refreshes of one app (WeChat asks 30 s).
+    pub force_refresh_min_interval_secs: u64,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        TokenConfig {
+            refresh_ahead_secs: 600,
+            check_interval_ms: 15_000,
+            lock_ttl_ms: 15_000,
+            jsapi_ticket: true,
+            force_refresh_daily_limit: 20,
+            force_refresh_min_interval_secs: 30,
+        }
+    }
+}
+
+/// `[sim]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimConfig {
+    /// Listen address of the simulator (REST API and `/_sim/` control API).
+    pub listen: SocketAddr,
+    /// Where the simulator POSTs callbacks (the gateway's base URL).
+    pub gateway_url: String,
+    /// How long a replaced cgi-bin/token token stays valid (WeChat: 300 s).
+    pub token_overlap_secs: u64,
+    /// `expires_in` of the tokens and tickets it issues.
+    pub token_ttl_secs: u64,
+    /// Callback timeout (WeChat: 5 s).
+    pub callback_timeout_ms: u64,
+    /// Callback tries (WeChat: 3).
+    pub callback_tries: u32,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            listen: ([127, 0, 0, 1], 9100).into(),
+            gateway_url: "http://127.0.0.1:8080".into(),
+            token_overlap_secs: 300,
+            token_ttl_secs: 7200,
+            callback_timeout_ms: 5000,
+            callback_tries: 3,
+        }
+    }
+}
+
+/// `[admin]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Listen address of /livez, /readyz and /metrics; absent turns the admin server off.
+    pub listen: Option<SocketAddr>,
+    /// Time in-flight work gets to finish after a shutdown signal.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { listen: Some(([0, 0, 0, 0], 9090).into()), shutdown_grace_secs: 10 }
+    }
+}
+
+/// `[telemetry]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// `auto` (JSON unless stderr is a terminal), `json` or `text`.
+    pub log_format: LogFormat,
+    /// The default filter when `RUST_LOG` is unset.
+    pub log_filter: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig { log_format: LogFormat::Auto, log_filter: "info".into() }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// JSON unless stderr is a terminal.
+    Auto,
+    /// One JSON object per line.
+    Json,
+    /// Human-readable text.
+    Text,
+}
+
+/// One `[[apps]]` entry: an Official Account this deployment serves.
+#[derive(Clone, Deserialize)]
+#[serde(try_from = "RawApp")]
+pub struct AppConfig {
+    /// The AppID (`wx…`).
+    pub appid: String,
+    /// The AppSecret.
+    pub secret: SecretString,
+    /// The callback Token (signatures).
+    pub token: SecretString,
+    /// The EncodingAESKey, decoded; absent for plaintext mode.
+    pub aes_key: Option<AesKey>,
+    /// The account's original id (`gh_…`), used by the simulator as ToUserName.
+    pub original_id: String,
+    /// Subscription or service account.
+    pub kind: AccountKind,
+    /// Verified (认证) accounts may use customer-service messages and more.
+    pub verified: bool,
+    /// Which token API the token service uses.
+    pub token_api: TokenApi,
+}
+
+impl std::fmt::Debug for AppConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppConfig")
+            .field("appid", &self.appid)
+            .field("secret", &"<redacted>")
+            .field("token", &"<redacted>")
+            .field("aes_key", &self.aes_key.as_ref().map(|_| "<redacted>"))
+            .field("original_id", &self.original_id)
+            .field("kind", &self.kind)
+            .field("verified", &self.verified)
+            .field("token_api", &self.token_api)
+            .finish()
+    }
+}
+
+/// Subscription (订阅号) or service (服务号) account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountKind {
+    /// 订阅号.
+    Subscription,
+    /// 服务号.
+    #[default]
+    Service,
+}
+
+/// The token API the token service calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenApi {
+    /// `POST /cgi-bin/stable_token` (recommended: independent of other callers).
+    #[default]
+    Stable,
+    /// `GET /cgi-bin/token` (each call replaces the previous token after an overlap).
+    Classic,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    #[serde(deserialize_with = "string")]
+    appid: String,
+    #[serde(deserialize_with = "secret")]
+    secret: SecretString,
+    #[serde(deserialize_with = "secret")]
+    token: SecretString,
+    #[serde(default, deserialize_with = "opt_secret")]
+    encoding_aes_key: Option<SecretString>,
+    #[serde(default, deserialize_with = "string")]
+    original_id: String,
+    #[serde(default)]
+    kind: AccountKind,
+    #[serde(default)]
+    verified: bool,
+    #[serde(default)]
+    token_api: TokenApi,
+}
+
+impl TryFrom<RawApp> for AppConfig {
+    type Error = String;
+
+    fn try_from(raw: RawApp) -> Result<Self, String> {
+        if !wxoa_wire::names::is_token(&raw.appid) {
+            return Err(format!("appid {:?} must be [A-Za-z0-9_-]+", raw.appid));
+        }
+        if raw.token.expose_secret().is_empty() {
+            return Err(format!("app {}: token must not be empty", raw.appid));
+        }
+        let aes_key = match raw.encoding_aes_key.as_ref().map(|k| k.expose_secret().trim()) {
+            None | Some("") => None,
+            Some(key) => Some(
+                AesKey::from_encoding_aes_key(key)
+                    .map_err(|e| format!("app {}: encoding_aes_key: {e}", raw.appid))?,
+            ),
+        };
+        let original_id = if raw.original_id.is_empty() {
+            format!("gh_{}", raw.appid.trim_start_matches("wx"))
+        } else {
+            raw.original_id
+        };
+        Ok(AppConfig {
+            appid: raw.appid,
+            secret: raw.secret,
+            token: raw.token,
+            aes_key,
+            original_id,
+            kind: raw.kind,
+            verified: raw.verified,
+            token_api: raw.token_api,
+        })
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            nats: NatsConfig::default(),
+            redis: RedisConfig::default(),
+            wechat: WechatConfig::default(),
+            gateway: GatewayConfig::default(),
+            token: TokenConfig::default(),
+            sim: SimConfig::default(),
+            admin: AdminConfig::default(),
+            telemetry: TelemetryConfig::default(),
+            apps: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads from the process: `--config` (or `WXOA_CONFIG`) and `WXOA__*` variables.
+    #[allow(clippy::disallowed_methods)] // the one place that reads the environment
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let from_env = env.get(ENV_CONFIG_FILE).map(PathBuf::from);
+        Config::load_from(file.or(from_env.as_deref()), &env)
+    }
+
+    /// Loads from an explicit file and variable set (tests pass a map, never the process env).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &HashMap<String, String>,
+    ) -> Result<Config, ConfigError> {
+        let mut root = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Toml {
+                    path: path.into(),
+                    message: e.to_string(),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        let mut vars: Vec<(&String, &String)> =
+            env.iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+        vars.sort();
+        for (key, value) in vars {
+            let path: Vec<String> =
+                key[ENV_PREFIX.len()..].split("__").map(|p| p.to_ascii_lowercase()).collect();
+            set_path(&mut root, &path, env_value(value))?;
+        }
+        Config::from_table(root)
+    }
+
+    /// Parses a TOML document (the file layer alone).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let table = text
+            .parse::<toml::Table>()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Config::from_table(table)
+    }
+
+    fn from_table(table: toml::Table) -> Result<Config, ConfigError> {
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Invalid(e.message().to_owned()))?;
+        let mut seen = std::collections::HashSet::new();
+        for app in &config.apps {
+            if !seen.insert(&app.appid) {
+                return Err(ConfigError::App {
+                    appid: app.appid.clone(),
+                    reason: "listed twice".into(),
+                });
+            }
+        }
+        if !config.nats.prefix.split('.').all(wxoa_wire::names::is_token) {
+            return Err(ConfigError::Invalid(format!(
+                "nats.prefix {:?} must be dot-separated [A-Za-z0-9_-]+ tokens",
+                config.nats.prefix
+            )));
+        }
+        Ok(config)
+    }
+
+    /// The app with this appid.
+    pub fn app(&self, appid: &str) -> Option<&AppConfig> {
+        self.apps.iter().find(|a| a.appid == appid)
+    }
+}
+
+/// An env value as TOML: numbers and booleans typed, everything else a string.
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(v) = raw.parse::<i64>() {
+        return toml::Value::Integer(v);
+    }
+    if let Ok(v) = raw.parse::<bool>() {
+        return toml::Value::Boolean(v);
+    }
+    toml::Value::String(raw.to_owned())
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), ConfigError> {
+    let (head, rest) = path.split_first().ok_or_else(|| ConfigError::Invalid("empty key".into()))?;
+    if rest.is_empty() {
+        table.insert(head.clone(), value);
+        return Ok(());
+    }
+    let entry = table.entry(head.clone()).or_insert_with(|| {
+        if rest[0].parse::<usize>().is_ok() {
+            toml::Value::Array(Vec::new())
+        } else {
+            toml::Value::Table(toml::Table::new())
+        }
+    });
+    match entry {
+        toml::Value::Table(t) => set_path(t, rest, value),
+        toml::Value::Array(items) => {
+            let index: usize = rest[0]
+                .parse()
+                .map_err(|_| ConfigError::Invalid(format!("{head}: {} is not an index", rest[0])))?;
+            while items.len() <= index {
+                items.push(toml::Value::Table(toml::Table::new()));
+            }
+            match &mut items[index] {
+                toml::Value::Table(t) if rest.len() > 1 => set_path(t, &rest[1..], value),
+                slot => {
+                    *slot = value;
+                    Ok(())
+                }
+            }
+        }
+        _ => Err(ConfigError::Invalid(format!("{head} is not a section"))),
+    }
+}
+
+/// A string that may have been written as a number (an env `WXOA__APPS__0__TOKEN=123456`).
+fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Lenient {
+        S(String),
+        I(i64),
+        B(bool),
+    }
+    Ok(match Lenient::deserialize(d)? {
+        Lenient::S(s) => s,
+        Lenient::I(i) => i.to_string(),
+        Lenient::B(b) => b.to_string(),
+    })
+}
+
+fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
+    string(d).map(SecretString::from)
+}
+
+fn opt_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretString>, D::Error> {
+    secret(d).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+        [nats]
+        prefix = "t1"
+        [gateway]
+        timestamp_window_secs = 0
+        [[apps]]
+        appid = "wx1"
+        secret = "s3cret-value"
+        token = "tok"
+        encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+    "#;
+
+    #[test]
+    fn layers_defaults_file_env() {
+        let dir = std::env::temp_dir().join(format!("wxoa-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, FILE).unwrap();
+        let env: HashMap<String, String> = [
+            ("WXOA__GATEWAY__LISTEN", "127.0.0.1:0"),
+            ("WXOA__APPS__0__TOKEN", "123456"),
+            ("WXOA__APPS__1__APPID", "wx2"),
+            ("WXOA__APPS__1__SECRET", "x"),
+            ("WXOA__APPS__1__TOKEN", "y"),
+            ("UNRELATED", "1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let c = Config::load_from(Some(&path), &env).unwrap();
+        assert_eq!(c.nats.prefix, "t1");
+        assert_eq!(c.nats.duplicate_window_secs, 600);
+        assert_eq!(c.gateway.timestamp_window_secs, 0);
+        assert_eq!(c.gateway.listen.port(), 0);
+        assert_eq!(c.apps.len(), 2);
+        assert_eq!(c.apps[0].token.expose_secret(), "123456");
+        assert!(c.apps[0].aes_key.is_some() && c.apps[1].aes_key.is_none());
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("s3cret-value") && !debug.contains("123456"), "{debug}");
+    }
+
+    #[test]
+    fn bad_input_is_a_clear_error() {
+        let err = Config::from_toml("[[apps]]\nappid='wx.1'\nsecret='s'\ntoken='t'").unwrap_err();
+        assert!(err.to_string().contains("appid"), "{err}");
+        let err = Config::from_toml("[[apps]]\nappid='wx1'\nsecret='s'\ntoken='t'\nencoding_aes_key='short'")
+            .unwrap_err();
+        assert!(err.to_string().contains("40004"), "{err}");
+        assert!(Config::from_toml("[gateway]\nlisten_typo = 1").is_err());
+        assert!(Config::from_toml("[nats]\nprefix='a b'").is_err());
+    }
+}

@@ -1,0 +1,88 @@
+//! Connections to NATS and Redis, and the idempotent provisioning of wxoa's streams.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use secrecy::ExposeSecret;
+
+use crate::config::{NatsConfig, RedisConfig, Storage};
+
+/// A connection or provisioning failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// NATS did not accept the connection.
+    #[error("connecting to NATS at {url}: {source}")]
+    Nats {
+        /// The URL tried.
+        url: String,
+        /// Why.
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    /// Redis did not accept the connection.
+    #[error("connecting to Redis: {0}")]
+    Redis(#[source] redis::RedisError),
+    /// A stream could not be created or checked.
+    #[error("provisioning stream {name}: {message}")]
+    Stream {
+        /// The stream.
+        name: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Connects to NATS, retrying forever in the background after the first connection.
+pub async fn nats(config: &NatsConfig, name: &str) -> Result<async_nats::Client, ConnectError> {
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(2))
+        .event_callback(|event| async move {
+            match event {
+                async_nats::Event::Connected => tracing::info!("nats connected"),
+                async_nats::Event::Disconnected => tracing::warn!("nats disconnected"),
+                other => tracing::info!(event = %other, "nats event"),
+            }
+        })
+        .connect(&config.url)
+        .await
+        .map_err(|source| ConnectError::Nats { url: config.url.clone(), source })
+}
+
+/// Connects to Redis with a reconnecting connection manager.
+pub async fn redis(config: &RedisConfig) -> Result<redis::aio::ConnectionManager, ConnectError> {
+    let client = redis::Client::open(config.url.expose_secret()).map_err(ConnectError::Redis)?;
+    let cfg = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(3)))
+        .set_number_of_retries(2);
+    redis::aio::ConnectionManager::new_with_config(client, cfg)
+        .await
+        .map_err(ConnectError::Redis)
+}
+
+/// Creates the inbound stream (`WECHAT_INBOUND`: message.> and event.> of every app, Limits
+/// retention, dedupe window) or checks that it exists.
+pub async fn inbound_stream(
+    js: &jetstream::Context,
+    config: &NatsConfig,
+) -> Result<stream::Stream, ConnectError> {
+    let name = wxoa_wire::names::streams::inbound(&config.prefix);
+    js.get_or_create_stream(stream::Config {
+        name: name.clone(),
+        description: Some("wxoa: every inbound WeChat message and event".into()),
+        subjects: wxoa_wire::names::subjects::inbound_filters(&config.prefix),
+        retention: stream::RetentionPolicy::Limits,
+        storage: match config.storage {
+            Storage::File => stream::StorageType::File,
+            Storage::Memory => stream::StorageType::Memory,
+        },
+        duplicate_window: Duration::from_secs(config.duplicate_window_secs),
+        max_age: Duration::from_secs(config.max_age_secs),
+        num_replicas: config.replicas,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| ConnectError::Stream { name, message: e.to_string() })
+}

@@ -1,0 +1,28 @@
+//! What every wxoa service shares at run time.
+//!
+//! It loads the typed configuration once, sets up logging, connects to NATS and Redis,
+//! provisions the JetStream streams, runs the admin server (`/livez`, `/readyz`, `/metrics`)
+//! and turns SIGINT/SIGTERM into one shutdown token. It holds no business logic.
+//!
+//! # Layout
+//! - [`config`]: layered configuration (defaults → TOML → `WXOA__*` environment).
+//! - [`telemetry`]: log setup.
+//! - [`shutdown`]: the shutdown signal.
+//! - [`connect`]: NATS and Redis connections, stream provisioning.
+//! - [`admin`]: the admin server, readiness and metrics.
+
+pub mod admin;
+pub mod config;
+pub mod connect;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::Config;
+
+/// Milliseconds since the Unix epoch, from the system clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}

@@ -1,0 +1,193 @@
+//! Every NATS subject, stream, consumer, header and Redis key wxoa uses, defined once.
+//!
+//! Subjects start with a configurable prefix (default `wechat`) so environments and tests can
+//! share one server; stream names are derived from it (`wechat` → `WECHAT_INBOUND`). Any token
+//! built from outside data passes through [`token`], which keeps `[A-Za-z0-9_-]` only.
+
+/// The default subject and Redis key prefix.
+pub const DEFAULT_PREFIX: &str = "wechat";
+
+/// Makes outside data safe as one subject token: every char outside `[A-Za-z0-9_-]` becomes
+/// `_`; an empty value becomes `unknown`. It is never published raw.
+pub fn token(raw: &str) -> String {
+    if raw.is_empty() {
+        return "unknown".to_owned();
+    }
+    raw.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .collect()
+}
+
+/// True when `raw` is already a valid subject token (used to validate appids in config).
+pub fn is_token(raw: &str) -> bool {
+    !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Subject builders.
+pub mod subjects {
+    use super::token;
+
+    /// `<prefix>.<appid>.message.<msgtype>`: an inbound user message.
+    pub fn message(prefix: &str, app_id: &str, msg_type: &str) -> String {
+        format!("{prefix}.{}.message.{}", token(app_id), token(msg_type))
+    }
+
+    /// `<prefix>.<appid>.event.<event>`: an inbound event, its name lower-cased.
+    pub fn event(prefix: &str, app_id: &str, event: &str) -> String {
+        format!("{prefix}.{}.event.{}", token(app_id), token(&event.to_ascii_lowercase()))
+    }
+
+    /// `<prefix>.*.message.>` and `<prefix>.*.event.>`: what the inbound stream holds.
+    pub fn inbound_filters(prefix: &str) -> Vec<String> {
+        vec![format!("{prefix}.*.message.>"), format!("{prefix}.*.event.>")]
+    }
+
+    /// `<prefix>.<appid>.reply.<gateway>.<key>`: the passive-reply rendezvous of one inbound
+    /// message, answered by the gateway instance `<gateway>` that holds WeChat's request.
+    pub fn reply(prefix: &str, app_id: &str, gateway: &str, key: &str) -> String {
+        format!("{prefix}.{}.reply.{}.{}", token(app_id), token(gateway), token(key))
+    }
+
+    /// `<prefix>.*.reply.<gateway>.*`: every rendezvous one gateway instance answers.
+    pub fn reply_listen(prefix: &str, gateway: &str) -> String {
+        format!("{prefix}.*.reply.{}.*", token(gateway))
+    }
+
+    /// `<prefix>.<appid>.token.refreshed`: a new access_token or ticket is in Redis.
+    pub fn token_refreshed(prefix: &str, app_id: &str) -> String {
+        format!("{prefix}.{}.token.refreshed", token(app_id))
+    }
+
+    /// `<prefix>.*.token.refreshed`: refresh notices of every app.
+    pub fn token_refreshed_all(prefix: &str) -> String {
+        format!("{prefix}.*.token.refreshed")
+    }
+
+    /// `<prefix>.<appid>.token.invalidate`: "this token was rejected", answered by the token service.
+    pub fn token_invalidate(prefix: &str, app_id: &str) -> String {
+        format!("{prefix}.{}.token.invalidate", token(app_id))
+    }
+
+    /// `<prefix>.*.token.invalidate`: what the token service listens on.
+    pub fn token_invalidate_all(prefix: &str) -> String {
+        format!("{prefix}.*.token.invalidate")
+    }
+
+    /// `<prefix>.<appid>.command.<kind>`: work for the workers.
+    pub fn command(prefix: &str, app_id: &str, kind: &str) -> String {
+        format!("{prefix}.{}.command.{}", token(app_id), token(kind))
+    }
+
+    /// `<prefix>.<appid>.notice.<kind>`: facts workers announce.
+    pub fn notice(prefix: &str, app_id: &str, kind: &str) -> String {
+        format!("{prefix}.{}.notice.{kind}", token(app_id))
+    }
+
+    /// The appid token of a subject under `prefix` (the second token), if any.
+    pub fn app_id_of<'a>(prefix: &str, subject: &'a str) -> Option<&'a str> {
+        subject.strip_prefix(prefix)?.strip_prefix('.')?.split('.').next()
+    }
+}
+
+/// Stream names, derived from the subject prefix.
+pub mod streams {
+    fn base(prefix: &str) -> String {
+        prefix
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+            .collect()
+    }
+
+    /// The inbound stream: `WECHAT_INBOUND` for the default prefix.
+    pub fn inbound(prefix: &str) -> String {
+        format!("{}_INBOUND", base(prefix))
+    }
+
+    /// The command stream: `WECHAT_COMMANDS` for the default prefix.
+    pub fn commands(prefix: &str) -> String {
+        format!("{}_COMMANDS", base(prefix))
+    }
+}
+
+/// Queue groups of core-NATS responders.
+pub mod queues {
+    /// The token service's invalidation responders.
+    pub const TOKEN: &str = "wxoa-token";
+}
+
+/// NATS header names.
+pub mod headers {
+    /// JetStream's dedupe id: `<appid>:<dedupe key>`.
+    pub const MSG_ID: &str = "Nats-Msg-Id";
+    /// CloudEvents binary mode: spec version (`1.0`).
+    pub const CE_SPECVERSION: &str = "ce-specversion";
+    /// CloudEvents: the event id (the Nats-Msg-Id).
+    pub const CE_ID: &str = "ce-id";
+    /// CloudEvents: `wechat.message.<type>` or `wechat.event.<event>`.
+    pub const CE_TYPE: &str = "ce-type";
+    /// CloudEvents: `/wechat/<appid>`.
+    pub const CE_SOURCE: &str = "ce-source";
+    /// CloudEvents: when the gateway received the callback (RFC 3339).
+    pub const CE_TIME: &str = "ce-time";
+    /// CloudEvents: the sender's openid.
+    pub const CE_SUBJECT: &str = "ce-subject";
+    /// CloudEvents: `application/json`.
+    pub const CE_DATACONTENTTYPE: &str = "ce-datacontenttype";
+    /// W3C trace context.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// The full rendezvous subject to send the passive reply to (only while one is possible).
+    pub const REPLY_SUBJECT: &str = "Wx-Reply-Subject";
+    /// Unix milliseconds after which a passive reply is no longer taken.
+    pub const REPLY_DEADLINE: &str = "Wx-Reply-Deadline";
+}
+
+/// Redis keys. Every key of one account carries the `{<appid>}` hash tag, so all of them land in
+/// one Redis Cluster slot.
+pub mod keys {
+    /// `<prefix>:{<appid>}:access_token`: the current access_token, with a TTL.
+    pub fn access_token(prefix: &str, app_id: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:access_token")
+    }
+
+    /// `<prefix>:{<appid>}:jsapi_ticket`: the current JS-SDK ticket, with a TTL.
+    pub fn jsapi_ticket(prefix: &str, app_id: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:jsapi_ticket")
+    }
+
+    /// `<prefix>:{<appid>}:token:lock`: the refresh lock (`SET NX PX`, compare-and-delete).
+    pub fn token_lock(prefix: &str, app_id: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:token:lock")
+    }
+
+    /// `<prefix>:{<appid>}:token:force:<yyyymmdd>`: stable_token force refreshes used that day.
+    pub fn token_force_count(prefix: &str, app_id: &str, day: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:token:force:{day}")
+    }
+
+    /// `<prefix>:{<appid>}:token:force:last`: unix ms of the last forced refresh.
+    pub fn token_force_last(prefix: &str, app_id: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:token:force:last")
+    }
+
+    /// `<prefix>:{<appid>}:quota:<api>:<yyyymmdd>`: calls of one API that day.
+    pub fn api_calls(prefix: &str, app_id: &str, api: &str, day: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:quota:{api}:{day}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_escape_outside_data() {
+        assert_eq!(subjects::event("wechat", "wx1", "SCAN"), "wechat.wx1.event.scan");
+        assert_eq!(subjects::event("wechat", "wx1", "a.b*>c"), "wechat.wx1.event.a_b__c");
+        assert_eq!(subjects::message("t", "wx1", ""), "t.wx1.message.unknown");
+        assert_eq!(subjects::app_id_of("t.x", "t.x.wx1.reply.g.k"), Some("wx1"));
+        assert_eq!(streams::inbound("wechat"), "WECHAT_INBOUND");
+        assert_eq!(streams::inbound("t-1a"), "T_1A_INBOUND");
+        assert_eq!(keys::access_token("wechat", "wx1"), "wechat:{wx1}:access_token");
+        assert!(is_token("wx_1-a") && !is_token("wx.1") && !is_token(""));
+    }
+}
