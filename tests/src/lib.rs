@@ -1,1 +1,239 @@
-//! placeholder
+//! The end-to-end test harness: real NATS, real Redis, the simulator as WeChat.
+//!
+//! Server URLs come from `WXOA_TEST_NATS_URL` / `WXOA_TEST_REDIS_URL`; when unset, the harness
+//! starts its own `nats-server -js` and `redis-server` on free ports (once per test binary, and
+//! stopped when it exits). Every test gets its own subject prefix, stream names and Redis key
+//! prefix from [`test_config`], so tests run in parallel on shared servers. Fault tests start an
+//! [`OwnNats`] they can stop and restart. A missing server binary fails with the install hint.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use wxoa_runtime::Config;
+
+/// The callback token of the plaintext test app.
+pub const PLAIN_APP: &str = "wxplain000000001";
+/// The safe-mode test app.
+pub const SAFE_APP: &str = "wxsafe0000000002";
+/// The callback token both test apps use.
+pub const TOKEN: &str = "harness-token";
+/// The EncodingAESKey of the safe-mode app.
+pub const AES_KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+
+/// URLs of the servers a test binary uses.
+#[derive(Debug, Clone)]
+pub struct Servers {
+    /// NATS URL.
+    pub nats_url: String,
+    /// Redis URL.
+    pub redis_url: String,
+}
+
+/// The shared servers of this test binary, started on first use.
+pub fn servers() -> &'static Servers {
+    static SERVERS: OnceLock<Servers> = OnceLock::new();
+    SERVERS.get_or_init(|| {
+        #[allow(clippy::disallowed_methods)] // test-only variables, prefixed WXOA_TEST_
+        let (nats, redis) =
+            (std::env::var("WXOA_TEST_NATS_URL").ok(), std::env::var("WXOA_TEST_REDIS_URL").ok());
+        let nats_url = nats.unwrap_or_else(|| {
+            let server = OwnNats::start();
+            let url = server.url.clone();
+            std::mem::forget(server); // lives as long as the test binary; its watchdog stops it
+            url
+        });
+        let redis_url = redis.unwrap_or_else(start_redis);
+        Servers { nats_url, redis_url }
+    })
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// A short random id for prefixes and names.
+pub fn unique_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Runs `program args` under a watchdog shell that kills it when this test binary exits.
+fn spawn_watched(program: &str, args: &[String], hint: &str) -> Child {
+    if Command::new("sh").arg("-c").arg(format!("command -v {program}")).output().map(|o| !o.status.success()).unwrap_or(true) {
+        panic!("{program} is not installed: {hint}");
+    }
+    let script = format!(
+        "{program} {} & child=$!; trap 'kill $child 2>/dev/null' EXIT TERM; \
+         while kill -0 {} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.3; done",
+        args.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(" "),
+        std::process::id()
+    );
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {program}: {e}"))
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{what} did not start listening on port {port}");
+}
+
+fn start_redis() -> String {
+    let port = free_port();
+    let args = ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        .map(String::from);
+    let child = spawn_watched("redis-server", &args, "apt-get install redis-server");
+    std::mem::forget(child);
+    wait_for_port(port, "redis-server");
+    format!("redis://127.0.0.1:{port}")
+}
+
+/// A nats-server with JetStream owned by one test, which may stop and restart it (same port,
+/// same store directory, so file-stored streams survive).
+pub struct OwnNats {
+    /// Its URL.
+    pub url: String,
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl OwnNats {
+    /// Starts a server on a free port with a fresh store directory.
+    pub fn start() -> OwnNats {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = OwnNats { url: format!("nats://127.0.0.1:{port}"), port, dir, child: None };
+        server.restart();
+        server
+    }
+
+    /// Stops the server (a crash: SIGKILL to the watchdog's child).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("pkill").arg("-KILL").arg("-P").arg(child.id().to_string()).status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// Starts the server again on the same port and store directory.
+    pub fn restart(&mut self) {
+        self.stop();
+        let args = [
+            "-a".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            self.port.to_string(),
+            "-js".into(),
+            "-sd".into(),
+            self.dir.path().display().to_string(),
+        ];
+        self.child = Some(spawn_watched("nats-server", &args, "apt-get install nats-server"));
+        wait_for_port(self.port, "nats-server");
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A config for one test: its own prefixes (subjects, streams, Redis keys), memory streams,
+/// every listener on a free port, and two apps (plaintext and safe mode).
+pub fn test_config(nats_url: &str, redis_url: &str) -> Config {
+    let id = unique_id();
+    let text = format!(
+        r#"
+        [nats]
+        url = "{nats_url}"
+        prefix = "t{id}"
+        storage = "memory"
+        [redis]
+        url = "{redis_url}"
+        key_prefix = "t{id}"
+        [wechat]
+        api_base = "http://127.0.0.1:9"
+        timeout_ms = 3000
+        [gateway]
+        listen = "127.0.0.1:0"
+        reply_budget_ms = 3000
+        [sim]
+        listen = "127.0.0.1:0"
+        callback_timeout_ms = 5000
+        [admin]
+        listen = "127.0.0.1:0"
+        [token]
+        check_interval_ms = 200
+        [[apps]]
+        appid = "{PLAIN_APP}"
+        secret = "plain-secret"
+        token = "{TOKEN}"
+        original_id = "gh_plain"
+        verified = true
+        [[apps]]
+        appid = "{SAFE_APP}"
+        secret = "safe-secret"
+        token = "{TOKEN}"
+        encoding_aes_key = "{AES_KEY}"
+        original_id = "gh_safe"
+        verified = true
+        "#
+    );
+    Config::from_toml(&text).expect("test config is valid")
+}
+
+/// [`test_config`] on the shared servers.
+pub fn shared_config() -> Config {
+    let s = servers();
+    test_config(&s.nats_url, &s.redis_url)
+}
+
+/// The path of a shared fixture (`../shared/fixtures/inbound/<name>` beside the checkout).
+pub fn fixture(name: &str) -> String {
+    let path: PathBuf =
+        [env!("CARGO_MANIFEST_DIR"), "..", "..", "shared", "fixtures", "inbound", name].iter().collect();
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading fixture {}: {e}", path.display()))
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, for at most `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The address a service bound, as a base URL.
+pub fn base_url(addr: SocketAddr) -> String {
+    format!("http://{addr}")
+}

@@ -1,1 +1,108 @@
-//! placeholder
+//! The gateway: WeChat's callback endpoint.
+//!
+//! It verifies signatures (plaintext, compatible and safe mode), decrypts, parses the XML and
+//! publishes every message and event to the JetStream stream `WECHAT_INBOUND`, deduplicated by
+//! `Nats-Msg-Id`. It answers WeChat only after the PubAck (NATS down → 503, never `success`
+//! for a message not stored), then returns a passive reply if one arrives through the reply
+//! rendezvous before the budget is spent, else `success`. It does no business work itself.
+//!
+//! # Layout
+//! - [`callback`]: the HTTP handlers.
+//! - `rendezvous`: the passive-reply table and its NATS subscription.
+//! - [`state`]: apps, JetStream, metrics.
+//! - [`error`]: [`GatewayError`] and its one mapping to HTTP.
+
+pub mod callback;
+pub mod error;
+mod rendezvous;
+pub mod state;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+use wxoa_runtime::Config;
+use wxoa_runtime::admin::Health;
+use wxoa_wire::names::subjects;
+
+pub use error::GatewayError;
+pub use state::GatewayState;
+
+/// The callback router.
+pub fn router(state: GatewayState) -> Router {
+    let limit = state.config.body_limit_bytes;
+    Router::new()
+        .route("/wechat/{appid}", get(callback::verify_url).post(callback::receive))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// A built gateway: connected, stream provisioned, listener bound.
+pub struct App {
+    state: GatewayState,
+    listener: tokio::net::TcpListener,
+    subscriber: async_nats::Subscriber,
+    health: Health,
+}
+
+impl App {
+    /// Connects to NATS from the config and builds the gateway.
+    pub async fn build(config: &Config, health: Health) -> Result<App, GatewayError> {
+        let client = wxoa_runtime::connect::nats(&config.nats, "wxoa-gateway").await?;
+        App::from_parts(config, client, health).await
+    }
+
+    /// Builds the gateway on a ready NATS connection: provisions the inbound stream,
+    /// subscribes to this instance's reply subjects and binds the listener.
+    pub async fn from_parts(
+        config: &Config,
+        client: async_nats::Client,
+        health: Health,
+    ) -> Result<App, GatewayError> {
+        let latch = health.latch();
+        health.watch_nats(&client);
+        let instance = match config.gateway.instance_id.as_str() {
+            "" => format!("{:08x}", rand::random::<u32>()),
+            id => wxoa_wire::names::token(id),
+        };
+        let state = GatewayState::new(config, client.clone(), &health, &instance);
+        wxoa_runtime::connect::inbound_stream(&state.js, &config.nats).await?;
+        let subscriber = client
+            .subscribe(subjects::reply_listen(&config.nats.prefix, &instance))
+            .await
+            .map_err(|e| GatewayError::Publish(e.to_string()))?;
+        let listener = tokio::net::TcpListener::bind(config.gateway.listen).await?;
+        tracing::info!(addr = %listener.local_addr()?, instance = %instance, "gateway listening");
+        latch.release();
+        Ok(App { state, listener, subscriber, health })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    /// Serves until `shutdown`: then stops accepting, lets in-flight callbacks finish and
+    /// drains the NATS connection.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), GatewayError> {
+        let App { state, listener, subscriber, health } = self;
+        let client = state.client.clone();
+        let replies = tokio::spawn(state.rendezvous.clone().serve(
+            client.clone(),
+            subscriber,
+            shutdown.child_token(),
+        ));
+        let stop = shutdown.clone();
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(async move {
+                stop.cancelled().await;
+                health.stopping();
+            })
+            .await?;
+        let _ = replies.await;
+        let _ = client.drain().await;
+        Ok(())
+    }
+}

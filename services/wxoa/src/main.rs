@@ -1,1 +1,27 @@
-fn main() {}
+//! `wxoa`: runs any wxoa service by subcommand, or all of them with `wxoa dev`.
+
+mod cli;
+mod dev;
+mod run;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    let config = match wxoa_runtime::Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("wxoa: invalid configuration: {e}");
+            return std::process::ExitCode::from(64);
+        }
+    };
+    wxoa_runtime::telemetry::init(&config.telemetry);
+    match run::command(cli.command, config).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wxoa: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! One shutdown story: SIGINT or SIGTERM cancels a [`CancellationToken`] that every task of
 //! the process watches.
 
-use tokio_util::sync::CancellationToken;
+pub use tokio_util::sync::CancellationToken;
 
 /// Resolves on SIGINT (Ctrl-C while developing) or SIGTERM (Kubernetes).
 pub async fn shutdown_signal() {

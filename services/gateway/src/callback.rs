@@ -1,0 +1,229 @@
+//! The callback handlers: `GET /wechat/{appid}` (URL verification) and `POST /wechat/{appid}`
+//! (messages and events in plaintext, compatible and safe mode).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::message::PublishMessage;
+use axum::extract::{Path, Query, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Deserialize;
+use wxoa_wire::crypto::random_prefix;
+use wxoa_wire::envelope::{self, Envelope};
+use wxoa_wire::inbound::{EncryptedBody, Inbound};
+use wxoa_wire::names::subjects;
+use wxoa_wire::reply::{PassiveReply, encrypted_envelope};
+use wxoa_wire::signature;
+
+use crate::error::GatewayError;
+use crate::state::{AppKeys, GatewayState};
+
+/// The query WeChat sends with every callback.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CallbackQuery {
+    signature: Option<String>,
+    timestamp: Option<String>,
+    nonce: Option<String>,
+    echostr: Option<String>,
+    encrypt_type: Option<String>,
+    msg_signature: Option<String>,
+}
+
+impl CallbackQuery {
+    fn timestamp(&self) -> Result<&str, GatewayError> {
+        self.timestamp.as_deref().ok_or(GatewayError::Param("timestamp"))
+    }
+
+    fn nonce(&self) -> Result<&str, GatewayError> {
+        self.nonce.as_deref().ok_or(GatewayError::Param("nonce"))
+    }
+
+    fn is_encrypted(&self) -> bool {
+        self.encrypt_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("aes"))
+    }
+}
+
+/// `GET /wechat/{appid}`: echo `echostr` when the signature checks. A WeCom-style request
+/// (`msg_signature` and an encrypted echostr) is verified and answered with the plaintext.
+pub(crate) async fn verify_url(
+    State(state): State<GatewayState>,
+    Path(app_id): Path<String>,
+    Query(q): Query<CallbackQuery>,
+) -> Result<String, GatewayError> {
+    let app = state.app(&app_id)?;
+    let (timestamp, nonce) = (q.timestamp()?, q.nonce()?);
+    state.check_timestamp(timestamp)?;
+    let echostr = q.echostr.as_deref().ok_or(GatewayError::Param("echostr"))?;
+    match (&q.signature, &q.msg_signature, &app.aes_key) {
+        (Some(sig), _, _) => {
+            if !signature::verify_server_signature(&app.token, timestamp, nonce, sig) {
+                return Err(GatewayError::Signature);
+            }
+            Ok(echostr.to_owned())
+        }
+        (None, Some(msig), Some(key)) => {
+            if !signature::verify_msg_signature(&app.token, timestamp, nonce, echostr, msig) {
+                return Err(GatewayError::Signature);
+            }
+            let plain = key.decrypt(&app.app_id, echostr)?;
+            String::from_utf8(plain.message).map_err(|_| GatewayError::Param("echostr"))
+        }
+        _ => Err(GatewayError::Param("signature")),
+    }
+}
+
+/// `POST /wechat/{appid}`: verify, decrypt, parse, store durably, then answer `success` or
+/// the passive reply that arrives in time.
+pub(crate) async fn receive(
+    State(state): State<GatewayState>,
+    Path(app_id): Path<String>,
+    Query(q): Query<CallbackQuery>,
+    body: Bytes,
+) -> Response {
+    match handle(&state, &app_id, &q, &body).await {
+        Ok((outcome, response)) => {
+            state.count(outcome);
+            response
+        }
+        Err(e) => {
+            state.count(e.outcome());
+            e.into_response()
+        }
+    }
+}
+
+async fn handle(
+    state: &GatewayState,
+    app_id: &str,
+    q: &CallbackQuery,
+    body: &[u8],
+) -> Result<(&'static str, Response), GatewayError> {
+    let received_at_ms = wxoa_runtime::now_ms();
+    let app = state.app(app_id)?;
+    let (timestamp, nonce) = (q.timestamp()?, q.nonce()?);
+    state.check_timestamp(timestamp)?;
+    let encrypted = q.is_encrypted();
+    let message = if encrypted {
+        let key = app.aes_key.as_ref().ok_or(GatewayError::Param("encrypt_type"))?;
+        let outer = EncryptedBody::parse(body)?;
+        let msig = q.msg_signature.as_deref().ok_or(GatewayError::Param("msg_signature"))?;
+        if !signature::verify_msg_signature(&app.token, timestamp, nonce, &outer.encrypt, msig) {
+            return Err(GatewayError::Signature);
+        }
+        if let Some(sig) = &q.signature
+            && !signature::verify_server_signature(&app.token, timestamp, nonce, sig)
+        {
+            return Err(GatewayError::Signature);
+        }
+        let plain = key.decrypt(&app.app_id, &outer.encrypt)?;
+        Inbound::parse(&plain.message)?
+    } else {
+        let sig = q.signature.as_deref().ok_or(GatewayError::Param("signature"))?;
+        if !signature::verify_server_signature(&app.token, timestamp, nonce, sig) {
+            return Err(GatewayError::Signature);
+        }
+        Inbound::parse(body)?
+    };
+
+    let env = Envelope::new(&app.app_id, received_at_ms, message);
+    let deadline_ms = received_at_ms + state.config.reply_budget_ms as i64;
+    let key = envelope::reply_key(&env.id);
+    let waiter = (state.config.reply_budget_ms > 0 && env.message.can_reply())
+        .then(|| state.rendezvous.register(&key, !env.message.is_event()))
+        .flatten();
+    let reply_subject = waiter
+        .as_ref()
+        .map(|_| subjects::reply(&state.prefix, &app.app_id, &state.instance, &key));
+
+    let stored = publish(state, &env, reply_subject.as_deref().map(|s| (s, deadline_ms))).await;
+    let duplicate = match stored {
+        Ok(duplicate) => duplicate,
+        Err(e) => {
+            if waiter.is_some() {
+                state.rendezvous.cancel(&key);
+            }
+            return Err(e);
+        }
+    };
+    let Some(mut rx) = waiter else {
+        return Ok((if duplicate { "duplicate" } else { "stored" }, success()));
+    };
+    if duplicate {
+        // The first delivery was stored and answered; a retry only needs "success".
+        state.rendezvous.cancel(&key);
+        return Ok(("duplicate", success()));
+    }
+    let wait = Duration::from_millis((deadline_ms - wxoa_runtime::now_ms()).max(0) as u64);
+    let decision = match tokio::time::timeout(wait, &mut rx).await {
+        Ok(decision) => decision.ok().flatten(),
+        Err(_) if state.rendezvous.cancel(&key) => None,
+        // A replier took the waiter just as the budget ran out: its answer is already sent.
+        Err(_) => rx.await.ok().flatten(),
+    };
+    let Some(reply) = decision else {
+        return Ok(("stored", success()));
+    };
+    let xml = render(&app, &env.message, &reply, encrypted, nonce);
+    Ok(("replied", ([(CONTENT_TYPE, "application/xml")], xml).into_response()))
+}
+
+fn success() -> Response {
+    "success".into_response()
+}
+
+async fn publish(
+    state: &GatewayState,
+    env: &Envelope,
+    reply: Option<(&str, i64)>,
+) -> Result<bool, GatewayError> {
+    if state.client.connection_state() != async_nats::connection::State::Connected {
+        return Err(GatewayError::Publish("not connected to NATS".into()));
+    }
+    let mut headers = HeaderMap::new();
+    for (name, value) in env.headers(&envelope::new_traceparent(), reply) {
+        headers.insert(name, value);
+    }
+    let subject = env.message.subject(&state.prefix, &env.app_id);
+    let publish = PublishMessage::build().payload(Bytes::from(env.to_json())).headers(headers);
+    let timeout = Duration::from_millis(state.config.publish_timeout_ms);
+    let ack = tokio::time::timeout(timeout, async {
+        state.js.send_publish(subject, publish).await?.await
+    })
+    .await
+    .map_err(|_| GatewayError::Publish("no PubAck in time".into()))?
+    .map_err(|e| GatewayError::Publish(e.to_string()))?;
+    if ack.duplicate {
+        tracing::debug!(msg_id = %env.id, "ack.duplicate");
+    }
+    Ok(ack.duplicate)
+}
+
+fn render(app: &Arc<AppKeys>, message: &Inbound, reply: &PassiveReply, encrypted: bool, nonce: &str) -> String {
+    let now_secs = wxoa_runtime::now_ms() / 1000;
+    let xml = reply.to_xml(&message.from_user_name, &message.to_user_name, now_secs);
+    match (&app.aes_key, encrypted) {
+        (Some(key), true) => encrypted_envelope(
+            key,
+            &app.app_id,
+            &app.token,
+            &random_prefix(),
+            &xml,
+            &now_secs.to_string(),
+            nonce,
+        ),
+        _ => xml,
+    }
+}
+
+/// Counts a request outcome.
+impl GatewayState {
+    pub(crate) fn count(&self, outcome: &'static str) {
+        if let Some(counter) = self.metrics.get(outcome) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

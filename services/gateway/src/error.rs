@@ -1,0 +1,79 @@
+//! The gateway's one error enum and its one mapping to HTTP.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use wxoa_wire::crypto::CryptoError;
+use wxoa_wire::inbound::XmlError;
+
+/// Why a callback was not accepted (or the gateway could not start).
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The safe-mode ciphertext is broken or for another appid.
+    #[error("decrypting the callback: {0}")]
+    Crypto(#[from] CryptoError),
+    /// The server could not bind or serve.
+    #[error("serving HTTP: {0}")]
+    Io(#[from] std::io::Error),
+    /// A required query parameter is missing or not of its form.
+    #[error("query parameter {0} is missing or invalid")]
+    Param(&'static str),
+    /// NATS did not store the message (down, or no PubAck in time).
+    #[error("storing the message in JetStream: {0}")]
+    Publish(String),
+    /// The signature does not match.
+    #[error("signature mismatch")]
+    Signature,
+    /// Connecting or provisioning at startup failed.
+    #[error("starting the gateway: {0}")]
+    Startup(#[from] wxoa_runtime::connect::ConnectError),
+    /// The timestamp is outside the accepted window.
+    #[error("timestamp outside the accepted window")]
+    StaleTimestamp,
+    /// No `[[apps]]` entry for this appid.
+    #[error("unknown app")]
+    UnknownApp,
+    /// The body is not acceptable XML.
+    #[error("reading the message XML: {0}")]
+    Xml(#[from] XmlError),
+}
+
+impl GatewayError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            GatewayError::Crypto(_) | GatewayError::Param(_) | GatewayError::Xml(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            GatewayError::Signature | GatewayError::StaleTimestamp => StatusCode::FORBIDDEN,
+            GatewayError::UnknownApp => StatusCode::NOT_FOUND,
+            GatewayError::Publish(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Io(_) | GatewayError::Startup(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The closed-set metric label of this error.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            GatewayError::Crypto(_) => "bad_ciphertext",
+            GatewayError::Param(_) => "bad_query",
+            GatewayError::Xml(_) => "bad_xml",
+            GatewayError::Signature => "bad_signature",
+            GatewayError::StaleTimestamp => "stale_timestamp",
+            GatewayError::UnknownApp => "unknown_app",
+            GatewayError::Publish(_) => "unavailable",
+            GatewayError::Io(_) | GatewayError::Startup(_) => "internal",
+        }
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "callback not stored");
+        } else {
+            tracing::debug!(error = %self, "callback rejected");
+        }
+        (status, self.to_string()).into_response()
+    }
+}

@@ -1,0 +1,96 @@
+//! The gateway's shared state: apps by appid, the JetStream context, the rendezvous table.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use secrecy::ExposeSecret;
+use wxoa_runtime::Config;
+use wxoa_runtime::admin::Health;
+use wxoa_runtime::config::GatewayConfig;
+use wxoa_wire::crypto::AesKey;
+
+use crate::error::GatewayError;
+use crate::rendezvous::Rendezvous;
+
+/// What the gateway needs of one app: its token and key, held once.
+pub(crate) struct AppKeys {
+    pub(crate) app_id: String,
+    pub(crate) token: String,
+    pub(crate) aes_key: Option<AesKey>,
+}
+
+/// The outcomes counted in `wxoa_gateway_callbacks_total{outcome=...}`.
+pub(crate) const OUTCOMES: &[&str] = &[
+    "stored",
+    "duplicate",
+    "replied",
+    "bad_ciphertext",
+    "bad_query",
+    "bad_xml",
+    "bad_signature",
+    "stale_timestamp",
+    "unknown_app",
+    "unavailable",
+    "internal",
+];
+
+/// Cloned into every request.
+#[derive(Clone)]
+pub struct GatewayState {
+    apps: Arc<HashMap<String, Arc<AppKeys>>>,
+    pub(crate) client: async_nats::Client,
+    pub(crate) js: async_nats::jetstream::Context,
+    pub(crate) prefix: Arc<str>,
+    pub(crate) instance: Arc<str>,
+    pub(crate) config: Arc<GatewayConfig>,
+    pub(crate) rendezvous: Rendezvous,
+    pub(crate) metrics: Arc<HashMap<&'static str, Arc<AtomicU64>>>,
+}
+
+impl GatewayState {
+    /// Builds the state from the config and a NATS connection.
+    pub fn new(config: &Config, client: async_nats::Client, health: &Health, instance: &str) -> Self {
+        let apps = config
+            .apps
+            .iter()
+            .map(|a| {
+                let keys = AppKeys {
+                    app_id: a.appid.clone(),
+                    token: a.token.expose_secret().to_owned(),
+                    aes_key: a.aes_key.clone(),
+                };
+                (a.appid.clone(), Arc::new(keys))
+            })
+            .collect();
+        let metrics = OUTCOMES
+            .iter()
+            .map(|&o| (o, health.counter("wxoa_gateway_callbacks_total", &format!("outcome=\"{o}\""))))
+            .collect();
+        let mut js = async_nats::jetstream::new(client.clone());
+        js.set_timeout(std::time::Duration::from_millis(config.gateway.publish_timeout_ms));
+        GatewayState {
+            apps: Arc::new(apps),
+            client,
+            js,
+            prefix: config.nats.prefix.as_str().into(),
+            instance: instance.into(),
+            config: Arc::new(config.gateway.clone()),
+            rendezvous: Rendezvous::default(),
+            metrics: Arc::new(metrics),
+        }
+    }
+
+    pub(crate) fn app(&self, app_id: &str) -> Result<Arc<AppKeys>, GatewayError> {
+        self.apps.get(app_id).cloned().ok_or(GatewayError::UnknownApp)
+    }
+
+    pub(crate) fn check_timestamp(&self, timestamp: &str) -> Result<(), GatewayError> {
+        let ts: i64 = timestamp.parse().map_err(|_| GatewayError::Param("timestamp"))?;
+        let window = self.config.timestamp_window_secs;
+        if window > 0 && (wxoa_runtime::now_ms() / 1000 - ts).unsigned_abs() > window {
+            return Err(GatewayError::StaleTimestamp);
+        }
+        Ok(())
+    }
+}

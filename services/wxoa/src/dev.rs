@@ -1,0 +1,180 @@
+//! `wxoa dev`: every service and the simulator in one process, with demo apps, for a laptop
+//! and the README quickstart. Starts `nats-server -js` and `redis-server` as child processes
+//! (temp dirs, free ports) when none answer at the configured URLs, and stops them on exit.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::process::{Child, Command};
+use wxoa_runtime::Config;
+
+use crate::run::{start_admin, with_grace};
+
+/// The demo app in plaintext mode.
+pub(crate) const DEMO_PLAIN_APP: &str = "wxdemoplain00001";
+/// The demo app in safe mode.
+pub(crate) const DEMO_SAFE_APP: &str = "wxdemosafe000001";
+
+const DEMO_APPS: &str = r#"
+[[apps]]
+appid = "wxdemosafe000001"
+secret = "demo-secret-safe"
+token = "demo-token"
+encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+original_id = "gh_demosafe"
+verified = true
+[[apps]]
+appid = "wxdemoplain00001"
+secret = "demo-secret-plain"
+token = "demo-token"
+original_id = "gh_demoplain"
+verified = true
+"#;
+
+/// Local servers started for this run; killed when dropped.
+struct LocalServers {
+    _children: Vec<Child>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+pub(crate) async fn run(mut config: Config) -> anyhow::Result<()> {
+    if config.apps.is_empty() {
+        config.apps = Config::from_toml(DEMO_APPS).expect("demo apps are valid").apps;
+    }
+    let _servers = ensure_servers(&mut config).await?;
+    let (health, shutdown) = start_admin(&config).await?;
+
+    let gateway = wxoa_gateway::App::build(&config, health.clone()).await?;
+    config.sim.gateway_url = format!("http://127.0.0.1:{}", gateway.local_addr().port());
+    let sim = wxoa_sim::Sim::build(&config).await?;
+    config.wechat.api_base = sim.base_url();
+    let token = wxoa_token::App::build(&config, health.clone()).await?;
+
+    print_banner(&config, gateway.local_addr(), &sim.base_url());
+    let all = async {
+        tokio::try_join!(
+            async { gateway.run(shutdown.clone()).await.map_err(anyhow::Error::from) },
+            async { token.run(shutdown.clone()).await.map_err(anyhow::Error::from) },
+            async { sim.run(shutdown.clone()).await.map_err(anyhow::Error::from) },
+        )
+    };
+    with_grace(&config, &shutdown, all).await.transpose()?;
+    Ok(())
+}
+
+fn print_banner(config: &Config, gateway: std::net::SocketAddr, sim: &str) {
+    let admin = config.admin.listen.map(|a| a.to_string()).unwrap_or_else(|| "off".into());
+    println!(
+        "\nwxoa dev is running\n\
+         \n  gateway    http://127.0.0.1:{port}/wechat/<appid>   (callback URL)\
+         \n  simulator  {sim}   (WeChat API + /_sim/ control API)\
+         \n  admin      {admin}   (/livez /readyz /metrics)\
+         \n  nats       {nats}   (subjects {prefix}.<appid>.>, stream {stream})\
+         \n  apps       {apps}\
+         \n\nSend a test message as WeChat would:\
+         \n  wxoa sim send --app {DEMO_SAFE_APP} --text hello\
+         \n  wxoa sim send --app {DEMO_PLAIN_APP} --event subscribe\
+         \n  curl -s {sim}/_sim/send -d '{{\"appid\":\"{DEMO_PLAIN_APP}\",\"message\":{{\"type\":\"text\",\"from\":\"o1\",\"content\":\"hi\"}}}}' -H 'content-type: application/json'\
+         \nWatch the stream:  nats --server {nats} sub '{prefix}.>'   (if the nats CLI is installed)\
+         \nStop with Ctrl-C.\n",
+        port = gateway.port(),
+        nats = config.nats.url,
+        prefix = config.nats.prefix,
+        stream = wxoa_wire::names::streams::inbound(&config.nats.prefix),
+        apps = config.apps.iter().map(|a| a.appid.as_str()).collect::<Vec<_>>().join(", "),
+    );
+}
+
+/// Starts nats-server and redis-server when nothing answers at the configured URLs.
+async fn ensure_servers(config: &mut Config) -> anyhow::Result<LocalServers> {
+    let mut servers = LocalServers { _children: Vec::new(), _dirs: Vec::new() };
+    if !answers(&config.nats.url).await {
+        let port = free_port()?;
+        let dir = tempfile::tempdir()?;
+        let child = spawn(
+            "nats-server",
+            &["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd", &dir.path().display().to_string()],
+            "install it: apt-get install nats-server (Debian/Ubuntu), or see https://nats.io",
+        )?;
+        config.nats.url = format!("nats://127.0.0.1:{port}");
+        wait_until_answers(&config.nats.url, "nats-server").await?;
+        println!("started nats-server -js on {}", config.nats.url);
+        servers._children.push(child);
+        servers._dirs.push(dir);
+    }
+    let redis_url = secrecy::ExposeSecret::expose_secret(&config.redis.url).to_owned();
+    if !answers(&redis_url).await {
+        let port = free_port()?;
+        let dir = tempfile::tempdir()?;
+        let child = spawn(
+            "redis-server",
+            &["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", &dir.path().display().to_string()],
+            "install it: apt-get install redis-server (Debian/Ubuntu)",
+        )?;
+        let url = format!("redis://127.0.0.1:{port}");
+        wait_until_answers(&url, "redis-server").await?;
+        println!("started redis-server on {url}");
+        config.redis.url = url.into();
+        servers._children.push(child);
+        servers._dirs.push(dir);
+    }
+    Ok(servers)
+}
+
+fn spawn(program: &str, args: &[&str], hint: &str) -> anyhow::Result<Child> {
+    match Command::new(program).args(args).kill_on_drop(true).stdout(std::process::Stdio::null()).spawn() {
+        Ok(child) => Ok(child),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("{program} is not installed and nothing answers at the configured URL; {hint}")
+        }
+        Err(e) => Err(e).with_context(|| format!("starting {program}")),
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// `host:port` of a `scheme://[user:pass@]host:port[/...]` URL.
+fn host_port(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let authority = rest.split('/').next()?;
+    let host_port = authority.rsplit('@').next()?;
+    Some(host_port.to_owned())
+}
+
+async fn answers(url: &str) -> bool {
+    let Some(addr) = host_port(url) else { return false };
+    matches!(
+        tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    )
+}
+
+async fn wait_until_answers(url: &str, what: &str) -> anyhow::Result<()> {
+    for _ in 0..100 {
+        if answers(url).await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("{what} did not start answering at {url}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_of_urls() {
+        assert_eq!(host_port("nats://127.0.0.1:4222").as_deref(), Some("127.0.0.1:4222"));
+        assert_eq!(host_port("redis://:pw@h:6379/0").as_deref(), Some("h:6379"));
+    }
+
+    #[test]
+    fn demo_apps_parse() {
+        let apps = Config::from_toml(DEMO_APPS).unwrap().apps;
+        assert!(apps.iter().any(|a| a.appid == DEMO_SAFE_APP && a.aes_key.is_some()));
+        assert!(apps.iter().any(|a| a.appid == DEMO_PLAIN_APP && a.aes_key.is_none()));
+    }
+}

@@ -1,0 +1,103 @@
+//! Runs the chosen subcommand.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use wxoa_runtime::Config;
+use wxoa_runtime::admin::{self, Health};
+use wxoa_runtime::shutdown::CancellationToken;
+
+use crate::cli::{Command, SimCommand};
+
+pub(crate) async fn command(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Dev => crate::dev::run(config).await,
+        Command::Gateway => {
+            let (health, shutdown) = start_admin(&config).await?;
+            let app = wxoa_gateway::App::build(&config, health).await?;
+            with_grace(&config, &shutdown, app.run(shutdown.clone())).await.transpose()?;
+            Ok(())
+        }
+        Command::Token => {
+            let (health, shutdown) = start_admin(&config).await?;
+            let app = wxoa_token::App::build(&config, health).await?;
+            with_grace(&config, &shutdown, app.run(shutdown.clone())).await.transpose()?;
+            Ok(())
+        }
+        Command::Sim { command: None | Some(SimCommand::Serve) } => {
+            let shutdown = wxoa_runtime::shutdown::token_on_signal();
+            let sim = wxoa_sim::Sim::build(&config).await?;
+            tracing::info!(url = %sim.base_url(), "simulator listening");
+            sim.run(shutdown).await?;
+            Ok(())
+        }
+        Command::Sim { command: Some(SimCommand::Send { sim, app, from, text, event, event_key, mode }) } => {
+            let app = app
+                .or_else(|| config.apps.first().map(|a| a.appid.clone()))
+                .unwrap_or_else(|| crate::dev::DEMO_SAFE_APP.to_owned());
+            let message = match event {
+                Some(event) => serde_json::json!({"type": "event", "from": from, "event": event, "event_key": event_key}),
+                None => serde_json::json!({"type": "text", "from": from, "content": text.unwrap_or_else(|| "hello".into())}),
+            };
+            let body = serde_json::json!({"appid": app, "mode": mode, "message": message});
+            let outcome: serde_json::Value = reqwest::Client::new()
+                .post(format!("{sim}/_sim/send"))
+                .json(&body)
+                .send()
+                .await
+                .with_context(|| format!("reaching the simulator at {sim}"))?
+                .error_for_status()?
+                .json()
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&outcome)?);
+            Ok(())
+        }
+        Command::Sim { command: Some(SimCommand::Stats { sim }) } => {
+            let stats: serde_json::Value = reqwest::get(format!("{sim}/_sim/stats"))
+                .await
+                .with_context(|| format!("reaching the simulator at {sim}"))?
+                .json()
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&stats)?);
+            Ok(())
+        }
+        Command::Config => {
+            println!("{config:#?}");
+            Ok(())
+        }
+    }
+}
+
+/// Starts the admin server (when configured) and the shutdown token.
+pub(crate) async fn start_admin(config: &Config) -> anyhow::Result<(Health, CancellationToken)> {
+    let health = Health::default();
+    let shutdown = wxoa_runtime::shutdown::token_on_signal();
+    if let Some(listen) = config.admin.listen {
+        let addr = admin::serve(listen, health.clone(), shutdown.clone())
+            .await
+            .with_context(|| format!("binding the admin server on {listen}"))?;
+        tracing::info!(%addr, "admin server listening");
+    }
+    Ok((health, shutdown))
+}
+
+/// Waits for `task` at most the grace period after shutdown was signalled.
+pub(crate) async fn with_grace<T>(
+    config: &Config,
+    shutdown: &CancellationToken,
+    task: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::pin!(task);
+    tokio::select! {
+        out = &mut task => return Some(out),
+        _ = shutdown.cancelled() => {}
+    }
+    let grace = Duration::from_secs(config.admin.shutdown_grace_secs);
+    match tokio::time::timeout(grace, task).await {
+        Ok(out) => Some(out),
+        Err(_) => {
+            tracing::warn!(?grace, "in-flight work did not finish within the grace period");
+            None
+        }
+    }
+}
