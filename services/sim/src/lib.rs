@@ -1,1 +1,219 @@
-//! placeholder
+//! The WeChat simulator: a real HTTP server that stands in for `api.weixin.qq.com`, and the
+//! platform side that sends signed (optionally encrypted) callbacks to the gateway and checks
+//! the replies the way WeChat does.
+//!
+//! What it does:
+//! - The token APIs with WeChat's invalidation rules: `cgi-bin/token` (every call issues a new
+//!   token, the previous one lives on for `sim.token_overlap_secs`), `cgi-bin/stable_token` (the
+//!   same token while valid; `force_refresh` replaces it at once, at most
+//!   [`FORCE_REFRESH_DAILY_LIMIT`] times a day and [`FORCE_REFRESH_MIN_GAP_SECS`] apart), the
+//!   jsapi/wx_card ticket, and the IP-list APIs. Every token-checked API answers 41001 (missing),
+//!   40001 (unknown, replaced or revoked) and 42001 (expired) as WeChat does.
+//! - The control API under `/_sim/` ([`paths`]): call counters, token revocation, fault
+//!   injection (latency, HTTP 5xx, any errcode such as -1 or 45009), a clock that can be moved
+//!   forward, and `/_sim/send`, which runs [`callback::send`] against the gateway.
+//! - [`callback`]: the platform side on its own (no server needed), used by `wxoa sim send`:
+//!   builds the message XML, signs it, encrypts it in compatible and safe mode, POSTs it with
+//!   WeChat's timeout and retries and judges the passive reply.
+//!
+//! What it does not do: the other REST APIs (users, menus, material, messages, ...) answer
+//! 48001 until they are simulated; there is no IP allow-list, no per-API daily quota except the
+//! forced-refresh limit (use a fault rule for 45009), no persistence (a restart forgets every
+//! token) and no HTTPS.
+//!
+//! # Layout
+//! - [`Sim`]: bind, then [`Sim::run`] until cancelled.
+//! - [`paths`]: every route it serves.
+//! - [`callback`]: the platform side.
+//! - [`SimError`]: every failure, mapped to an HTTP response in one place.
+
+#![warn(missing_docs)]
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use tokio_util::sync::CancellationToken;
+
+pub mod callback;
+mod control;
+pub mod paths;
+mod rest;
+mod state;
+#[cfg(test)]
+mod tests;
+
+pub use state::{FORCE_REFRESH_DAILY_LIMIT, FORCE_REFRESH_MIN_GAP_SECS};
+
+/// The simulator: built and bound to its listen address, not yet serving.
+pub struct Sim {
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    shared: Arc<state::Shared>,
+}
+
+impl Sim {
+    /// Binds `config.sim.listen` (port 0 picks a free port) and prepares the apps of
+    /// `config.apps`.
+    pub async fn build(config: &wxoa_runtime::Config) -> Result<Sim, SimError> {
+        let addr = config.sim.listen;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| SimError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| SimError::Bind { addr, source })?;
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .map_err(|e| SimError::Client(e.to_string()))?;
+        let shared = Arc::new(state::Shared::new(
+            config.sim.clone(),
+            config.apps.clone(),
+            http,
+        ));
+        Ok(Sim {
+            listener,
+            addr,
+            shared,
+        })
+    }
+
+    /// The bound address (with the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL clients use in place of `https://api.weixin.qq.com`, e.g.
+    /// `http://127.0.0.1:9100` (a wildcard listen address becomes loopback).
+    pub fn base_url(&self) -> String {
+        let ip = match self.addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        format!("http://{}", SocketAddr::new(ip, self.addr.port()))
+    }
+
+    /// Serves the REST and control APIs until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), SimError> {
+        let app = routes(self.shared);
+        tracing::info!(addr = %self.addr, "wechat simulator listening");
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .map_err(SimError::Serve)
+    }
+}
+
+fn routes(shared: Arc<state::Shared>) -> axum::Router {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route(paths::TOKEN, get(rest::token))
+        .route(paths::STABLE_TOKEN, post(rest::stable_token))
+        .route(paths::TICKET, get(rest::ticket))
+        .route(paths::CALLBACK_IP, get(rest::callback_ip))
+        .route(paths::API_DOMAIN_IP, get(rest::api_domain_ip))
+        .route(
+            paths::STATS,
+            get(control::stats).delete(control::reset_stats),
+        )
+        .route(paths::REVOKE, post(control::revoke))
+        .route(
+            paths::FAULTS,
+            get(control::list_faults)
+                .post(control::add_fault)
+                .delete(control::clear_faults),
+        )
+        .route(paths::SEND, post(control::send))
+        .route(paths::APPS, get(control::apps))
+        .route(
+            paths::CLOCK,
+            get(control::clock).post(control::advance_clock),
+        )
+        .fallback(rest::not_simulated)
+        .with_state(shared)
+}
+
+/// Every failure of the simulator. The API variants are answers, not faults of the simulator:
+/// they become WeChat's JSON error (`Api`), an injected HTTP status (`Http`) or a control-API
+/// error (`BadRequest`, `NotFound`), all in [`IntoResponse`].
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The listen address could not be bound.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTP client for callbacks could not be built.
+    #[error("building the HTTP client: {0}")]
+    Client(String),
+    /// Serving stopped on an I/O error.
+    #[error("serving: {0}")]
+    Serve(#[source] std::io::Error),
+    /// A WeChat API error: `{"errcode":N,"errmsg":"... rid: ..."}` with HTTP 200.
+    #[error("errcode {errcode}: {errmsg}")]
+    Api {
+        /// WeChat's error code.
+        errcode: i64,
+        /// WeChat's message, without the `rid` suffix.
+        errmsg: String,
+    },
+    /// An injected HTTP failure status with a short text body.
+    #[error("simulated HTTP {0}")]
+    Http(u16),
+    /// A control-API request that does not make sense.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// A control-API request naming something the simulator does not know.
+    #[error("not found: {0}")]
+    NotFound(String),
+}
+
+impl SimError {
+    /// WeChat's error `errcode` with its usual message.
+    pub(crate) fn api(errcode: i64) -> SimError {
+        SimError::Api {
+            errcode,
+            errmsg: state::errmsg(errcode).to_owned(),
+        }
+    }
+}
+
+impl IntoResponse for SimError {
+    fn into_response(self) -> Response {
+        match self {
+            SimError::Api { errcode, errmsg } => {
+                let errmsg = format!("{errmsg} rid: {}", state::rid());
+                Json(serde_json::json!({ "errcode": errcode, "errmsg": errmsg })).into_response()
+            }
+            SimError::Http(status) => {
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                let text = status.canonical_reason().unwrap_or("error");
+                (status, format!("{} {text}", status.as_u16())).into_response()
+            }
+            SimError::BadRequest(message) => (
+                StatusCode::BAD_REQUEST,
+                Json(serde_json::json!({ "error": message })),
+            )
+                .into_response(),
+            SimError::NotFound(message) => (
+                StatusCode::NOT_FOUND,
+                Json(serde_json::json!({ "error": message })),
+            )
+                .into_response(),
+            other @ (SimError::Bind { .. } | SimError::Client(_) | SimError::Serve(_)) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(serde_json::json!({ "error": other.to_string() })),
+            )
+                .into_response(),
+        }
+    }
+}

@@ -49,7 +49,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration of a wxoa process; each service reads the sections it needs.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// NATS connection and naming.
@@ -408,22 +408,6 @@ impl TryFrom<RawApp> for AppConfig {
             verified: raw.verified,
             token_api: raw.token_api,
         })
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            nats: NatsConfig::default(),
-            redis: RedisConfig::default(),
-            wechat: WechatConfig::default(),
-            gateway: GatewayConfig::default(),
-            token: TokenConfig::default(),
-            sim: SimConfig::default(),
-            admin: AdminConfig::default(),
-            telemetry: TelemetryConfig::default(),
-            apps: Vec::new(),
-        }
     }
 }
 

@@ -1,0 +1,131 @@
+//! The control API under `/_sim/`: counters, revocation, faults, callbacks, the clock.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::SimError;
+use crate::callback::{self, CallbackOutcome, CallbackRequest};
+use crate::state::{FaultSpec, Shared};
+
+type Answer = Result<Json<Value>, SimError>;
+
+/// Parses a control-API body; errors are JSON 400s, not axum's text rejections.
+fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, SimError> {
+    serde_json::from_slice(body)
+        .map_err(|e| SimError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// `GET /_sim/stats`: `{"calls":{appid:{api:n}},"callbacks":{appid:{sent,attempts,reply,...}}}`.
+pub(crate) async fn stats(State(sim): State<Arc<Shared>>) -> Json<Value> {
+    let stats = sim.lock().stats();
+    Json(to_json(&stats))
+}
+
+/// `DELETE /_sim/stats`: zeroes every counter.
+pub(crate) async fn reset_stats(State(sim): State<Arc<Shared>>) -> Json<Value> {
+    sim.lock().reset_stats();
+    Json(json!({ "ok": true }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    appid: String,
+}
+
+/// `POST /_sim/revoke {"appid"}` → `{"appid","revoked":n}`.
+pub(crate) async fn revoke(State(sim): State<Arc<Shared>>, body: Bytes) -> Answer {
+    let request: RevokeRequest = parse(&body)?;
+    if sim.app(&request.appid).is_none() {
+        return Err(SimError::NotFound(format!(
+            "unknown appid {:?}",
+            request.appid
+        )));
+    }
+    let revoked = sim.lock().revoke(&request.appid);
+    Ok(Json(json!({ "appid": request.appid, "revoked": revoked })))
+}
+
+/// `GET /_sim/faults` → `{"faults":[{"id",...rule}]}` (`times` = calls left).
+pub(crate) async fn list_faults(State(sim): State<Arc<Shared>>) -> Json<Value> {
+    let faults = sim.lock().faults();
+    Json(json!({ "faults": to_json(&faults) }))
+}
+
+/// `POST /_sim/faults {appid?, api?, latency_ms?, http_status?, errcode?, times?}` → the
+/// stored rule with its `id`.
+pub(crate) async fn add_fault(State(sim): State<Arc<Shared>>, body: Bytes) -> Answer {
+    let spec: FaultSpec = parse(&body)?;
+    spec.validate()?;
+    let rule = sim.lock().add_fault(spec);
+    Ok(Json(to_json(&rule)))
+}
+
+/// `DELETE /_sim/faults` → `{"cleared":n}`.
+pub(crate) async fn clear_faults(State(sim): State<Arc<Shared>>) -> Json<Value> {
+    let cleared = sim.lock().clear_faults();
+    Json(json!({ "cleared": cleared }))
+}
+
+/// `POST /_sim/send` with a [`CallbackRequest`] → the [`CallbackOutcome`].
+pub(crate) async fn send(
+    State(sim): State<Arc<Shared>>,
+    body: Bytes,
+) -> Result<Json<CallbackOutcome>, SimError> {
+    let request: CallbackRequest = parse(&body)?;
+    let app = sim
+        .app(&request.appid)
+        .ok_or_else(|| SimError::NotFound(format!("unknown appid {:?}", request.appid)))?;
+    let outcome = callback::send(
+        &sim.http,
+        &sim.config.gateway_url,
+        app,
+        &request,
+        &sim.config,
+    )
+    .await;
+    sim.lock().record_callback(&app.appid, &outcome);
+    Ok(Json(outcome))
+}
+
+/// `GET /_sim/apps` → `{"apps":["wx…",…]}`.
+pub(crate) async fn apps(State(sim): State<Arc<Shared>>) -> Json<Value> {
+    let apps: Vec<&str> = sim.apps.iter().map(|a| a.appid.as_str()).collect();
+    Json(json!({ "apps": apps }))
+}
+
+fn clock_json(sim: &Shared) -> Value {
+    let state = sim.lock();
+    json!({ "now_ms": state.now_ms(), "offset_ms": state.clock.offset_ms() })
+}
+
+/// `GET /_sim/clock` → `{"now_ms","offset_ms"}`.
+pub(crate) async fn clock(State(sim): State<Arc<Shared>>) -> Json<Value> {
+    Json(clock_json(&sim))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdvanceRequest {
+    advance_secs: u64,
+}
+
+/// `POST /_sim/clock {"advance_secs"}` → `{"now_ms","offset_ms"}`: tokens, tickets and the
+/// forced-refresh limits age at once (the clock never goes back).
+pub(crate) async fn advance_clock(State(sim): State<Arc<Shared>>, body: Bytes) -> Answer {
+    let request: AdvanceRequest = parse(&body)?;
+    let ms = i64::try_from(request.advance_secs.saturating_mul(1000))
+        .map_err(|_| SimError::BadRequest("advance_secs is too large".into()))?;
+    sim.lock().clock.advance_ms(ms);
+    Ok(Json(clock_json(&sim)))
+}

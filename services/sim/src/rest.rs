@@ -1,0 +1,150 @@
+//! The simulated `api.weixin.qq.com` endpoints.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::Uri;
+use bytes::Bytes;
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::SimError;
+use crate::paths;
+use crate::state::Shared;
+
+type Params = Query<HashMap<String, String>>;
+type Answer = Result<Json<Value>, SimError>;
+
+/// The source IPs of callbacks and of the API: the simulator runs locally.
+const IP_LIST: &[&str] = &["127.0.0.1"];
+/// The only grant type of the token APIs.
+const CLIENT_CREDENTIAL: &str = "client_credential";
+/// The ticket types `ticket/getticket` knows.
+const TICKET_TYPES: &[&str] = &["jsapi", "wx_card"];
+
+/// Checks grant_type, appid and secret in WeChat's order; answers the appid.
+fn credentials(
+    sim: &Shared,
+    grant_type: Option<&str>,
+    appid: Option<&str>,
+    secret: Option<&str>,
+) -> Result<String, SimError> {
+    if grant_type != Some(CLIENT_CREDENTIAL) {
+        return Err(SimError::api(40002));
+    }
+    let appid = appid
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| SimError::api(41002))?;
+    let secret = secret
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| SimError::api(41004))?;
+    let app = sim.app(appid).ok_or_else(|| SimError::api(40013))?;
+    if app.secret.expose_secret() != secret {
+        return Err(SimError::api(40125));
+    }
+    Ok(app.appid.clone())
+}
+
+/// The counter key of a claimed appid: itself when known.
+fn known<'a>(sim: &Shared, appid: Option<&'a str>) -> Option<&'a str> {
+    appid.filter(|a| sim.app(a).is_some())
+}
+
+/// `GET /cgi-bin/token`.
+pub(crate) async fn token(State(sim): State<Arc<Shared>>, Query(q): Params) -> Answer {
+    let get = |k: &str| q.get(k).map(String::as_str);
+    sim.enter(known(&sim, get("appid")), paths::TOKEN, false)
+        .await?;
+    let appid = credentials(&sim, get("grant_type"), get("appid"), get("secret"))?;
+    let token = sim
+        .lock()
+        .issue_classic(&appid, sim.ttl_ms(), sim.overlap_ms());
+    Ok(Json(
+        json!({ "access_token": token, "expires_in": sim.config.token_ttl_secs }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct StableRequest {
+    grant_type: Option<String>,
+    appid: Option<String>,
+    secret: Option<String>,
+    #[serde(default)]
+    force_refresh: Option<bool>,
+}
+
+/// `POST /cgi-bin/stable_token`.
+pub(crate) async fn stable_token(State(sim): State<Arc<Shared>>, body: Bytes) -> Answer {
+    let request = serde_json::from_slice::<StableRequest>(&body);
+    let (appid, force) = match &request {
+        Ok(r) => (
+            known(&sim, r.appid.as_deref()),
+            r.force_refresh.unwrap_or(false),
+        ),
+        Err(_) => (None, false),
+    };
+    sim.enter(appid, paths::STABLE_TOKEN, force).await?;
+    let r = request.map_err(|_| SimError::api(47001))?;
+    let appid = credentials(
+        &sim,
+        r.grant_type.as_deref(),
+        r.appid.as_deref(),
+        r.secret.as_deref(),
+    )?;
+    let (token, expires_in) =
+        sim.lock()
+            .issue_stable(&appid, force, sim.ttl_ms(), sim.renew_below_ms())?;
+    Ok(Json(
+        json!({ "access_token": token, "expires_in": expires_in }),
+    ))
+}
+
+/// Counts an `access_token` API call, applies faults, checks the token; answers the appid.
+async fn authorized(
+    sim: &Shared,
+    q: &HashMap<String, String>,
+    api: &str,
+) -> Result<String, SimError> {
+    let token = q.get("access_token").map(String::as_str);
+    let appid = token.and_then(|t| sim.lock().token_app(t));
+    sim.enter(appid.as_deref(), api, false).await?;
+    sim.lock().check_token(token)
+}
+
+/// `GET /cgi-bin/ticket/getticket`.
+pub(crate) async fn ticket(State(sim): State<Arc<Shared>>, Query(q): Params) -> Answer {
+    let appid = authorized(&sim, &q, paths::TICKET).await?;
+    let kind = q.get("type").map_or("jsapi", String::as_str);
+    if !TICKET_TYPES.contains(&kind) {
+        return Err(SimError::api(40097));
+    }
+    let (ticket, expires_in) = sim
+        .lock()
+        .ticket(&appid, kind, sim.ttl_ms(), sim.renew_below_ms());
+    Ok(Json(
+        json!({ "errcode": 0, "errmsg": "ok", "ticket": ticket, "expires_in": expires_in }),
+    ))
+}
+
+/// `GET /cgi-bin/getcallbackip`.
+pub(crate) async fn callback_ip(State(sim): State<Arc<Shared>>, Query(q): Params) -> Answer {
+    authorized(&sim, &q, paths::CALLBACK_IP).await?;
+    Ok(Json(json!({ "ip_list": IP_LIST })))
+}
+
+/// `GET /cgi-bin/get_api_domain_ip`.
+pub(crate) async fn api_domain_ip(State(sim): State<Arc<Shared>>, Query(q): Params) -> Answer {
+    authorized(&sim, &q, paths::API_DOMAIN_IP).await?;
+    Ok(Json(json!({ "ip_list": IP_LIST })))
+}
+
+/// Any other path: WeChat's "api unauthorized", naming the path.
+pub(crate) async fn not_simulated(uri: Uri) -> SimError {
+    SimError::Api {
+        errcode: 48001,
+        errmsg: format!("api unauthorized (not simulated: {})", uri.path()),
+    }
+}

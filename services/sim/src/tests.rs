@@ -1,0 +1,858 @@
+//! The simulator driven over HTTP on 127.0.0.1:0, and the platform side against a tiny gateway.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use wxoa_runtime::Config;
+use wxoa_runtime::config::AppConfig;
+use wxoa_wire::inbound::{Detail, EncryptedBody, Inbound};
+use wxoa_wire::reply::{PassiveReply, encrypted_envelope};
+use wxoa_wire::{crypto, signature};
+
+use crate::callback::{self, CallbackRequest, MessageSpec, Mode, Outcome};
+use crate::{FORCE_REFRESH_DAILY_LIMIT, Sim, paths};
+
+const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+
+fn config(gateway_url: &str) -> Config {
+    Config::from_toml(&format!(
+        r#"
+        [sim]
+        listen = "127.0.0.1:0"
+        gateway_url = "{gateway_url}"
+        callback_timeout_ms = 300
+        [[apps]]
+        appid = "wxsafe"
+        secret = "secret-safe"
+        token = "tok-safe"
+        encoding_aes_key = "{KEY}"
+        original_id = "gh_safe"
+        [[apps]]
+        appid = "wxplain"
+        secret = "secret-plain"
+        token = "tok-plain"
+        "#
+    ))
+    .expect("test config")
+}
+
+fn app<'a>(config: &'a Config, appid: &str) -> &'a AppConfig {
+    config.app(appid).expect("test app")
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+/// A running simulator, stopped on drop.
+struct Running {
+    base: String,
+    http: reqwest::Client,
+    stop: CancellationToken,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Running {
+    async fn start(gateway_url: &str) -> Running {
+        let sim = Sim::build(&config(gateway_url)).await.expect("sim binds");
+        let base = sim.base_url();
+        assert!(
+            base.starts_with("http://127.0.0.1:") && sim.local_addr().port() != 0,
+            "{base}"
+        );
+        let stop = CancellationToken::new();
+        tokio::spawn(sim.run(stop.clone()));
+        Running {
+            base,
+            http: http(),
+            stop,
+        }
+    }
+
+    async fn get(&self, path_and_query: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}{path_and_query}", self.base))
+            .send()
+            .await
+            .unwrap();
+        response.json().await.unwrap()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        response.json().await.unwrap()
+    }
+
+    async fn token_call(&self, appid: &str, secret: &str) -> Value {
+        self.get(&format!(
+            "{}?grant_type=client_credential&appid={appid}&secret={secret}",
+            paths::TOKEN
+        ))
+        .await
+    }
+
+    async fn token(&self, appid: &str, secret: &str) -> String {
+        let answer = self.token_call(appid, secret).await;
+        answer["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token: {answer}"))
+            .to_owned()
+    }
+
+    async fn stable(&self, appid: &str, secret: &str, force: bool) -> Value {
+        let body = json!({"grant_type": "client_credential", "appid": appid, "secret": secret, "force_refresh": force});
+        self.post(paths::STABLE_TOKEN, body).await
+    }
+
+    /// The errcode of a token-checked call (0 when it succeeded).
+    async fn check(&self, token: &str) -> i64 {
+        let answer = self
+            .get(&format!("{}?access_token={token}", paths::CALLBACK_IP))
+            .await;
+        if answer["ip_list"].is_array() {
+            return 0;
+        }
+        answer["errcode"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no errcode: {answer}"))
+    }
+
+    async fn advance(&self, secs: u64) {
+        let answer = self
+            .post(paths::CLOCK, json!({ "advance_secs": secs }))
+            .await;
+        assert!(answer["now_ms"].is_i64(), "{answer}");
+    }
+}
+
+fn errcode(answer: &Value) -> i64 {
+    answer["errcode"].as_i64().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn classic_token_overlap_and_errors() {
+    let sim = Running::start("http://127.0.0.1:9").await;
+    let first = sim.token_call("wxsafe", "secret-safe").await;
+    assert_eq!(first["expires_in"], 7200, "{first}");
+    let a = first["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(sim.check(&a).await, 0);
+    let b = sim.token("wxsafe", "secret-safe").await;
+    assert_ne!(a, b);
+    assert_eq!(
+        sim.check(&a).await,
+        0,
+        "the replaced token lives on during the overlap"
+    );
+    assert_eq!(sim.check(&b).await, 0);
+    sim.advance(301).await;
+    assert_eq!(
+        sim.check(&a).await,
+        40001,
+        "past the overlap the replaced token is invalid"
+    );
+    assert_eq!(sim.check(&b).await, 0);
+    sim.advance(7200).await;
+    assert_eq!(
+        sim.check(&b).await,
+        42001,
+        "past its life the token is expired"
+    );
+
+    let missing = sim.get(paths::CALLBACK_IP).await;
+    assert_eq!(errcode(&missing), 41001, "{missing}");
+    assert!(
+        missing["errmsg"].as_str().unwrap().contains(" rid: "),
+        "{missing}"
+    );
+    assert_eq!(sim.check("garbage").await, 40001);
+    assert_eq!(errcode(&sim.token_call("wxsafe", "wrong").await), 40125);
+    assert_eq!(errcode(&sim.token_call("wxnope", "x").await), 40013);
+    let bad_grant = sim
+        .get(&format!(
+            "{}?grant_type=x&appid=wxsafe&secret=secret-safe",
+            paths::TOKEN
+        ))
+        .await;
+    assert_eq!(errcode(&bad_grant), 40002);
+    assert_eq!(
+        errcode(&sim.post(paths::STABLE_TOKEN, json!("not an object")).await),
+        47001
+    );
+    let unknown = sim.get("/cgi-bin/user/get").await;
+    assert_eq!(errcode(&unknown), 48001, "{unknown}");
+}
+
+#[tokio::test]
+async fn stable_token_reuse_force_and_gap() {
+    let sim = Running::start("http://127.0.0.1:9").await;
+    let s1 = sim.stable("wxsafe", "secret-safe", false).await;
+    let t1 = s1["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(s1["expires_in"], 7200, "{s1}");
+    let classic = sim.token("wxsafe", "secret-safe").await;
+    sim.advance(100).await;
+    let s2 = sim.stable("wxsafe", "secret-safe", false).await;
+    assert_eq!(s2["access_token"], t1.as_str(), "same token while valid");
+    let left = s2["expires_in"].as_i64().unwrap();
+    assert!((7098..=7100).contains(&left), "{s2}");
+    assert_eq!(
+        sim.check(&t1).await,
+        0,
+        "a classic token does not touch the stable one"
+    );
+
+    let forced = sim.stable("wxsafe", "secret-safe", true).await;
+    let t2 = forced["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(t1, t2);
+    assert_eq!(forced["expires_in"], 7200);
+    assert_eq!(
+        sim.check(&t1).await,
+        40001,
+        "force_refresh kills the previous token at once"
+    );
+    assert_eq!(sim.check(&t2).await, 0);
+    assert_eq!(
+        sim.check(&classic).await,
+        0,
+        "stable tokens do not touch classic ones"
+    );
+    assert_eq!(
+        errcode(&sim.stable("wxsafe", "secret-safe", true).await),
+        45011,
+        "30 s gap"
+    );
+    sim.advance(31).await;
+    let t3 = sim.stable("wxsafe", "secret-safe", true).await["access_token"].clone();
+    assert!(t3.is_string() && t3 != t2.as_str());
+    assert_eq!(errcode(&sim.stable("wxsafe", "wrong", false).await), 40125);
+
+    // Near the end of its life a normal call renews; the old token lives to its end.
+    let t3 = t3.as_str().unwrap().to_owned();
+    sim.advance(7200 - 250).await;
+    let renewed = sim.stable("wxsafe", "secret-safe", false).await;
+    let t4 = renewed["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(t4, t3);
+    assert_eq!(sim.check(&t3).await, 0);
+    sim.advance(260).await;
+    assert_eq!(sim.check(&t3).await, 42001);
+    assert_eq!(sim.check(&t4).await, 0);
+}
+
+#[tokio::test]
+async fn stable_token_daily_force_limit() {
+    let sim = Running::start("http://127.0.0.1:9").await;
+    // Start just after a WeChat day boundary (midnight UTC+8) so the loop stays in one day.
+    let now_ms = sim.get(paths::CLOCK).await["now_ms"].as_i64().unwrap();
+    let into_day = (now_ms / 1000 + 8 * 3600).rem_euclid(86_400) as u64;
+    sim.advance(86_400 - into_day + 60).await;
+    for i in 0..FORCE_REFRESH_DAILY_LIMIT {
+        let answer = sim.stable("wxplain", "secret-plain", true).await;
+        assert!(answer["access_token"].is_string(), "force {i}: {answer}");
+        sim.advance(31).await;
+    }
+    assert_eq!(
+        errcode(&sim.stable("wxplain", "secret-plain", true).await),
+        45009
+    );
+    assert!(sim.stable("wxplain", "secret-plain", false).await["access_token"].is_string());
+    sim.advance(86_400).await;
+    assert!(
+        sim.stable("wxplain", "secret-plain", true).await["access_token"].is_string(),
+        "a new day"
+    );
+    let stats = sim.get(paths::STATS).await;
+    assert_eq!(
+        stats["calls"]["wxplain"]["/cgi-bin/stable_token"], 23,
+        "{stats}"
+    );
+    assert_eq!(
+        stats["calls"]["wxplain"]["/cgi-bin/stable_token#force"], 22,
+        "{stats}"
+    );
+}
+
+#[tokio::test]
+async fn revoke_invalidates_every_token() {
+    let sim = Running::start("http://127.0.0.1:9").await;
+    let classic = sim.token("wxsafe", "secret-safe").await;
+    let stable = sim.stable("wxsafe", "secret-safe", false).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other = sim.token("wxplain", "secret-plain").await;
+    let answer = sim.post(paths::REVOKE, json!({"appid": "wxsafe"})).await;
+    assert_eq!(answer["revoked"], 2, "{answer}");
+    assert_eq!(sim.check(&classic).await, 40001);
+    assert_eq!(sim.check(&stable).await, 40001);
+    assert_eq!(sim.check(&other).await, 0, "other apps keep their tokens");
+    let fresh = sim.stable("wxsafe", "secret-safe", false).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(fresh, stable);
+    assert_eq!(sim.check(&fresh).await, 0);
+    let response = sim
+        .http
+        .post(format!("{}{}", sim.base, paths::REVOKE))
+        .json(&json!({"appid": "wxnope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+}
+
+#[tokio::test]
+async fn ticket_needs_a_valid_token() {
+    let sim = Running::start("http://127.0.0.1:9").await;
+    assert_eq!(errcode(&sim.get(paths::TICKET).await), 41001);
+    let token = sim.token("wxsafe", "secret-safe").await;
+    let t1 = sim
+        .get(&format!(
+            "{}?access_token={token}&type=jsapi",
+            paths::TICKET
+        ))
+        .await;
+    assert_eq!(t1["errcode"], 0, "{t1}");
+    assert_eq!(t1["errmsg"], "ok");
+    assert_eq!(t1["expires_in"], 7200);
+    let t2 = sim
+        .get(&format!(
+            "{}?access_token={token}&type=jsapi",
+            paths::TICKET
+        ))
+        .await;
+    assert_eq!(t1["ticket"], t2["ticket"], "the same ticket while valid");
+    let card = sim
+        .get(&format!(
+            "{}?access_token={token}&type=wx_card",
+            paths::TICKET
+        ))
+        .await;
+    assert_ne!(card["ticket"], t1["ticket"]);
+    assert_eq!(
+        errcode(
+            &sim.get(&format!("{}?access_token={token}&type=x", paths::TICKET))
+                .await
+        ),
+        40097
+    );
+    let ips = sim
+        .get(&format!("{}?access_token={token}", paths::API_DOMAIN_IP))
+        .await;
+    assert!(ips["ip_list"].is_array(), "{ips}");
+}
+
+#[tokio::test]
+async fn faults_and_stats() {
+    let sim = Running::start("http://127.0.0.1:9").await;
+    let apps = sim.get(paths::APPS).await;
+    assert_eq!(apps, json!({"apps": ["wxsafe", "wxplain"]}));
+
+    // errcode -1 once on one API.
+    let rule = sim
+        .post(
+            paths::FAULTS,
+            json!({"api": paths::TOKEN, "errcode": -1, "times": 1}),
+        )
+        .await;
+    assert_eq!(rule["id"], 1, "{rule}");
+    assert_eq!(errcode(&sim.token_call("wxsafe", "secret-safe").await), -1);
+    let token = sim.token("wxsafe", "secret-safe").await;
+
+    // 45009 for one app until cleared.
+    sim.post(paths::FAULTS, json!({"appid": "wxsafe", "errcode": 45009}))
+        .await;
+    assert_eq!(
+        errcode(&sim.token_call("wxsafe", "secret-safe").await),
+        45009
+    );
+    assert_eq!(
+        sim.check(&token).await,
+        45009,
+        "token-checked APIs know the app by the token"
+    );
+    assert_eq!(errcode(&sim.token_call("wxplain", "secret-plain").await), 0);
+    let listed = sim.get(paths::FAULTS).await;
+    assert_eq!(
+        listed["faults"].as_array().unwrap().len(),
+        1,
+        "the used-up rule is gone: {listed}"
+    );
+    let cleared = sim
+        .http
+        .delete(format!("{}{}", sim.base, paths::FAULTS))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cleared.json::<Value>().await.unwrap()["cleared"], 1);
+    assert_eq!(sim.check(&token).await, 0);
+
+    // HTTP 503 twice.
+    sim.post(paths::FAULTS, json!({"http_status": 503, "times": 2}))
+        .await;
+    for _ in 0..2 {
+        let response = sim
+            .http
+            .get(format!(
+                "{}{}?access_token={token}",
+                sim.base,
+                paths::CALLBACK_IP
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 503);
+        assert!(response.text().await.unwrap().contains("503"));
+    }
+    assert_eq!(sim.check(&token).await, 0);
+
+    // Latency on one API.
+    sim.post(
+        paths::FAULTS,
+        json!({"api": paths::CALLBACK_IP, "latency_ms": 300, "times": 1}),
+    )
+    .await;
+    let started = Instant::now();
+    assert_eq!(sim.check(&token).await, 0);
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    assert_eq!(sim.check(&token).await, 0);
+    assert!(started.elapsed() < Duration::from_millis(300));
+
+    // Forced refreshes only.
+    sim.post(
+        paths::FAULTS,
+        json!({"api": "/cgi-bin/stable_token#force", "errcode": -1, "times": 1}),
+    )
+    .await;
+    assert!(sim.stable("wxplain", "secret-plain", false).await["access_token"].is_string());
+    assert_eq!(
+        errcode(&sim.stable("wxplain", "secret-plain", true).await),
+        -1
+    );
+
+    // Bad rules are refused.
+    for bad in [
+        json!({"http_status": 200}),
+        json!({"errcode": 0}),
+        json!({}),
+        json!({"nope": 1}),
+    ] {
+        let response = sim
+            .http
+            .post(format!("{}{}", sim.base, paths::FAULTS))
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{bad}");
+    }
+
+    let stats = sim.get(paths::STATS).await;
+    let safe = &stats["calls"]["wxsafe"];
+    assert_eq!(safe["/cgi-bin/token"], 3, "failed calls count too: {stats}");
+    assert_eq!(safe["/cgi-bin/getcallbackip"], 7, "{stats}");
+    assert_eq!(stats["calls"]["wxplain"]["/cgi-bin/token"], 1, "{stats}");
+    assert_eq!(
+        stats["calls"]["wxplain"]["/cgi-bin/stable_token"], 2,
+        "{stats}"
+    );
+    assert_eq!(
+        stats["calls"]["wxplain"]["/cgi-bin/stable_token#force"], 1,
+        "{stats}"
+    );
+    sim.http
+        .delete(format!("{}{}", sim.base, paths::STATS))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        sim.get(paths::STATS).await,
+        json!({"calls": {}, "callbacks": {}})
+    );
+}
+
+// ---- the platform side, against a tiny gateway ----
+
+#[derive(Clone, Copy)]
+enum Behaviour {
+    /// A text reply, encrypted when the request was.
+    Echo,
+    /// A plaintext text reply whatever the mode.
+    EchoPlain,
+    /// An encrypted reply to the wrong user.
+    WrongTo,
+    /// An envelope signed with the wrong token.
+    BadSignature,
+    /// This status, body "busy".
+    Status(u16),
+    /// Sleep this long, then `success`.
+    Sleep(u64),
+    /// This body.
+    Body(&'static str),
+}
+
+/// One request the gateway saw: its query and body.
+type Seen = (HashMap<String, String>, String);
+
+#[derive(Clone)]
+struct Gateway {
+    config: Arc<Config>,
+    behaviour: Arc<Mutex<Behaviour>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Gateway {
+    async fn start(behaviour: Behaviour) -> (Gateway, String, CancellationToken) {
+        let gateway = Gateway {
+            config: Arc::new(config("unused")),
+            behaviour: Arc::new(Mutex::new(behaviour)),
+            seen: Arc::default(),
+        };
+        let router = axum::Router::new()
+            .route("/wechat/{appid}", axum::routing::post(handle))
+            .with_state(gateway.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let stop = CancellationToken::new();
+        let shutdown = stop.clone().cancelled_owned();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        });
+        (gateway, url, stop)
+    }
+
+    fn set(&self, behaviour: Behaviour) {
+        *self.behaviour.lock().unwrap() = behaviour;
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// Verifies like the real gateway must (signature, msg_signature, decryption), then answers.
+async fn handle(
+    State(gw): State<Gateway>,
+    Path(appid): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    body: String,
+) -> Response {
+    gw.seen.lock().unwrap().push((q.clone(), body.clone()));
+    let behaviour = *gw.behaviour.lock().unwrap();
+    match behaviour {
+        Behaviour::Status(status) => {
+            return (StatusCode::from_u16(status).unwrap(), "busy").into_response();
+        }
+        Behaviour::Sleep(ms) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            return "success".into_response();
+        }
+        Behaviour::Body(body) => return body.into_response(),
+        _ => {}
+    }
+    let app = gw.config.app(&appid).expect("known app");
+    let token = app.token.expose_secret();
+    let (ts, nonce) = (&q["timestamp"], &q["nonce"]);
+    assert!(
+        signature::verify_server_signature(token, ts, nonce, &q["signature"]),
+        "signature"
+    );
+    let encrypted = q.get("encrypt_type").map(String::as_str) == Some("aes");
+    let inner = if encrypted {
+        let envelope = EncryptedBody::parse(body.as_bytes()).expect("envelope");
+        assert!(signature::verify_msg_signature(
+            token,
+            ts,
+            nonce,
+            &envelope.encrypt,
+            &q["msg_signature"]
+        ));
+        let key = app.aes_key.as_ref().expect("key");
+        key.decrypt(&appid, &envelope.encrypt)
+            .expect("decrypts")
+            .message
+    } else {
+        body.into_bytes()
+    };
+    let msg = Inbound::parse(&inner).expect("inbound parses");
+    assert_eq!(q["openid"], msg.from_user_name);
+    let content = match &msg.detail {
+        Detail::Text { content, .. } => format!("echo: {content}"),
+        _ => format!(
+            "{}: {}",
+            msg.msg_type,
+            msg.event.clone().unwrap_or_default()
+        ),
+    };
+    let reply = PassiveReply::Text { content };
+    let to = if matches!(behaviour, Behaviour::WrongTo) {
+        "o_other"
+    } else {
+        msg.from_user_name.as_str()
+    };
+    let xml = reply.to_xml(to, &msg.to_user_name, msg.create_time);
+    if !encrypted || matches!(behaviour, Behaviour::EchoPlain) {
+        return xml.into_response();
+    }
+    let sign_with = if matches!(behaviour, Behaviour::BadSignature) {
+        "wrong-token"
+    } else {
+        token
+    };
+    let key = app.aes_key.as_ref().expect("key");
+    encrypted_envelope(
+        key,
+        &appid,
+        sign_with,
+        &crypto::random_prefix(),
+        &xml,
+        "1700000000",
+        "42",
+    )
+    .into_response()
+}
+
+fn text(from: &str, content: &str) -> CallbackRequest {
+    CallbackRequest {
+        appid: String::new(),
+        mode: None,
+        xml: None,
+        message: Some(MessageSpec::Text {
+            from: from.into(),
+            content: content.into(),
+            msg_id: None,
+        }),
+        timestamp: None,
+        tries: None,
+        timeout_ms: None,
+    }
+}
+
+#[tokio::test]
+async fn callback_safe_mode_reply_and_invalid_replies() {
+    let (gw, url, _stop) = Gateway::start(Behaviour::Echo).await;
+    let config = config(&url);
+    let app = app(&config, "wxsafe");
+    let http = http();
+    let send =
+        async |req: CallbackRequest| callback::send(&http, &url, app, &req, &config.sim).await;
+
+    let outcome = send(text("o_user1", "hi")).await;
+    assert_eq!(outcome.outcome, Outcome::Reply, "{outcome:?}");
+    let reply = outcome.reply.as_ref().unwrap();
+    assert_eq!(reply["Content"], "echo: hi");
+    assert_eq!(reply["ToUserName"], "o_user1");
+    assert_eq!(reply["FromUserName"], "gh_safe");
+    assert_eq!(outcome.attempts.len(), 1);
+    assert_eq!(outcome.attempts[0].status, Some(200));
+    let (query, body) = gw.seen().pop().unwrap();
+    assert_eq!(query["encrypt_type"], "aes");
+    assert_eq!(query["openid"], "o_user1");
+    assert!(
+        body.contains("<Encrypt>") && body.contains("gh_safe") && !body.contains("Content"),
+        "{body}"
+    );
+
+    // Compatible mode: plaintext elements plus Encrypt; either reply form is fine.
+    let mut compat = text("o_user1", "yo");
+    compat.mode = Some(Mode::Compat);
+    assert_eq!(send(compat.clone()).await.outcome, Outcome::Reply);
+    let (_, body) = gw.seen().pop().unwrap();
+    assert!(
+        body.contains("<Content><![CDATA[yo]]></Content>") && body.contains("<Encrypt>"),
+        "{body}"
+    );
+    gw.set(Behaviour::EchoPlain);
+    assert_eq!(send(compat).await.outcome, Outcome::Reply);
+
+    let invalid = |expect: &'static str| {
+        move |outcome: callback::CallbackOutcome| {
+            assert_eq!(outcome.outcome, Outcome::Invalid, "{outcome:?}");
+            let problem = outcome.problem.unwrap();
+            assert!(problem.contains(expect), "{problem}");
+        }
+    };
+    invalid("encrypted reply envelope")(send(text("o_user1", "hi")).await);
+    gw.set(Behaviour::WrongTo);
+    let wrong = send(text("o_user1", "hi")).await;
+    assert_eq!(
+        wrong.reply.as_ref().unwrap()["ToUserName"],
+        "o_other",
+        "fields kept for debugging"
+    );
+    invalid("ToUserName")(wrong);
+    gw.set(Behaviour::BadSignature);
+    invalid("MsgSignature")(send(text("o_user1", "hi")).await);
+    gw.set(Behaviour::Body("<xml><a>"));
+    invalid("XML")(send(text("o_user1", "hi")).await);
+    gw.set(Behaviour::Body("{\"ok\":true}"));
+    invalid("XML")(send(text("o_user1", "hi")).await);
+
+    gw.set(Behaviour::Body("success"));
+    assert_eq!(send(text("o_user1", "hi")).await.outcome, Outcome::Success);
+    gw.set(Behaviour::Body(""));
+    assert_eq!(send(text("o_user1", "hi")).await.outcome, Outcome::Empty);
+}
+
+#[tokio::test]
+async fn callback_plain_mode_and_verbatim_xml() {
+    let (gw, url, _stop) = Gateway::start(Behaviour::Echo).await;
+    let config = config(&url);
+    let app = app(&config, "wxplain");
+    let event = CallbackRequest {
+        message: Some(MessageSpec::Event {
+            from: "o_2".into(),
+            event: "subscribe".into(),
+            event_key: None,
+        }),
+        timestamp: Some(1_700_000_123),
+        ..text("", "")
+    };
+    let outcome = callback::send(&http(), &url, app, &event, &config.sim).await;
+    assert_eq!(outcome.outcome, Outcome::Reply, "{outcome:?}");
+    assert_eq!(outcome.reply.unwrap()["Content"], "event: subscribe");
+    let (query, body) = gw.seen().pop().unwrap();
+    assert!(!query.contains_key("encrypt_type") && query["timestamp"] == "1700000123");
+    let msg = Inbound::parse(body.as_bytes()).unwrap();
+    assert_eq!(msg.to_user_name, "gh_plain", "default original_id");
+    assert_eq!(msg.create_time, 1_700_000_123);
+
+    let xml = "<xml><ToUserName>gh_plain</ToUserName><FromUserName>o_x</FromUserName>\
+        <CreateTime>1</CreateTime><MsgType>text</MsgType><Content>raw</Content><MsgId>5</MsgId></xml>";
+    let verbatim = CallbackRequest {
+        xml: Some(xml.into()),
+        message: None,
+        ..text("", "")
+    };
+    let outcome = callback::send(&http(), &url, app, &verbatim, &config.sim).await;
+    assert_eq!(outcome.reply.unwrap()["Content"], "echo: raw");
+    assert_eq!(gw.seen().pop().unwrap().1, xml);
+
+    let mut safe = text("o_2", "hi");
+    safe.mode = Some(Mode::Safe);
+    let outcome = callback::send(&http(), &url, app, &safe, &config.sim).await;
+    assert_eq!(outcome.outcome, Outcome::Failed);
+    assert!(outcome.attempts.is_empty() && outcome.problem.unwrap().contains("encoding_aes_key"));
+    let neither = CallbackRequest {
+        message: None,
+        ..text("", "")
+    };
+    assert_eq!(
+        callback::send(&http(), &url, app, &neither, &config.sim)
+            .await
+            .outcome,
+        Outcome::Failed
+    );
+}
+
+#[tokio::test]
+async fn callback_retries_the_same_message() {
+    let (gw, url, _stop) = Gateway::start(Behaviour::Status(503)).await;
+    let config = config(&url);
+    let app = app(&config, "wxsafe");
+    let outcome = callback::send(&http(), &url, app, &text("o_3", "hi"), &config.sim).await;
+    assert_eq!(outcome.outcome, Outcome::Failed, "{outcome:?}");
+    assert_eq!(outcome.attempts.len(), 3);
+    assert!(
+        outcome
+            .attempts
+            .iter()
+            .all(|a| a.status == Some(503) && a.body == "busy")
+    );
+    let seen = gw.seen();
+    assert_eq!(seen.len(), 3);
+    assert!(
+        seen.iter().all(|s| s == &seen[0]),
+        "every try sends the same query and body"
+    );
+
+    // Timeouts are retried too.
+    gw.set(Behaviour::Sleep(1000));
+    let mut slow = text("o_3", "hi");
+    slow.tries = Some(2);
+    slow.timeout_ms = Some(100);
+    let started = Instant::now();
+    let outcome = callback::send(&http(), &url, app, &slow, &config.sim).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(outcome.outcome, Outcome::Failed);
+    assert_eq!(outcome.attempts.len(), 2);
+    assert!(
+        outcome
+            .attempts
+            .iter()
+            .all(|a| a.error.as_deref() == Some("timeout after 100 ms")),
+        "{outcome:?}"
+    );
+
+    // A gateway that is not there.
+    let outcome = callback::send(&http(), "http://127.0.0.1:9", app, &slow, &config.sim).await;
+    assert_eq!(outcome.outcome, Outcome::Failed);
+    assert!(
+        outcome
+            .attempts
+            .iter()
+            .all(|a| a.status.is_none() && a.error.is_some()),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn sim_send_runs_the_platform_side() {
+    let (_gw, url, _stop) = Gateway::start(Behaviour::Echo).await;
+    let sim = Running::start(&url).await;
+    let request = json!({
+        "appid": "wxsafe",
+        "message": {"type": "event", "from": "o_4", "event": "CLICK", "event_key": "MENU_1"}
+    });
+    let outcome = sim.post(paths::SEND, request).await;
+    assert_eq!(outcome["outcome"], "reply", "{outcome}");
+    assert_eq!(outcome["reply"]["Content"], "event: CLICK");
+    assert_eq!(outcome["attempts"][0]["status"], 200);
+    let image =
+        json!({"appid": "wxplain", "mode": "plain", "message": {"type": "image", "from": "o_4"}});
+    assert_eq!(sim.post(paths::SEND, image).await["outcome"], "reply");
+    let stats = sim.get(paths::STATS).await;
+    assert_eq!(stats["callbacks"]["wxsafe"]["sent"], 1, "{stats}");
+    assert_eq!(stats["callbacks"]["wxsafe"]["reply"], 1, "{stats}");
+    assert_eq!(stats["callbacks"]["wxplain"]["attempts"], 1, "{stats}");
+    let response = sim
+        .http
+        .post(format!("{}{}", sim.base, paths::SEND))
+        .json(&json!({"appid": "wxnope", "message": {"type": "text", "from": "o", "content": "x"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+}
