@@ -1,0 +1,170 @@
+//! The simulator as WeChat, end to end: it signs (and encrypts) callbacks, POSTs them to the
+//! gateway with WeChat's timeout and retries, and checks the reply as WeChat would.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use wxoa_runtime::Config;
+use wxoa_runtime::admin::Health;
+use wxoa_runtime::shutdown::CancellationToken;
+use wxoa_tests::{OwnNats, PLAIN_APP, SAFE_APP, shared_config, test_config};
+use wxoa_wire::names::{headers, streams};
+use wxoa_wire::reply::{PassiveReply, ReplyRequest, ReplyResponse};
+
+/// Gateway + simulator wired together.
+struct Stack {
+    config: Config,
+    sim_url: String,
+    http: reqwest::Client,
+    shutdown: CancellationToken,
+}
+
+impl Stack {
+    async fn start(mut config: Config) -> Stack {
+        let shutdown = CancellationToken::new();
+        let gateway = wxoa_gateway::App::build(&config, Health::default()).await.expect("gateway");
+        config.sim.gateway_url = format!("http://{}", gateway.local_addr());
+        let sim = wxoa_sim::Sim::build(&config).await.expect("sim");
+        let sim_url = sim.base_url();
+        tokio::spawn(gateway.run(shutdown.clone()));
+        tokio::spawn(sim.run(shutdown.clone()));
+        Stack { config, sim_url, http: reqwest::Client::new(), shutdown }
+    }
+
+    /// Asks the simulator to deliver a callback and returns its outcome.
+    async fn send(&self, request: Value) -> Value {
+        self.http
+            .post(format!("{}/_sim/send", self.sim_url))
+            .json(&request)
+            .send()
+            .await
+            .expect("sim answers")
+            .json()
+            .await
+            .expect("outcome JSON")
+    }
+
+    async fn stream_len(&self) -> u64 {
+        let nats = async_nats::connect(&self.config.nats.url).await.unwrap();
+        let js = jetstream::new(nats);
+        let mut stream = js.get_stream(streams::inbound(&self.config.nats.prefix)).await.unwrap();
+        stream.info().await.unwrap().state.messages
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// A replier in the style of any consumer: a durable pull consumer on the inbound stream that
+/// answers text messages through `Wx-Reply-Subject`.
+async fn spawn_replier(config: &Config) -> tokio::sync::mpsc::UnboundedReceiver<ReplyResponse> {
+    let nats = async_nats::connect(&config.nats.url).await.unwrap();
+    let js = jetstream::new(nats.clone());
+    let stream = js.get_stream(streams::inbound(&config.nats.prefix)).await.unwrap();
+    let consumer = stream
+        .get_or_create_consumer(
+            "test-replier",
+            jetstream::consumer::pull::Config {
+                durable_name: Some("test-replier".into()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = consumer.messages().await.unwrap();
+        while let Some(Ok(msg)) = messages.next().await {
+            let envelope: Value = serde_json::from_slice(&msg.payload).unwrap();
+            let subject = msg.headers.as_ref().and_then(|h| h.get(headers::REPLY_SUBJECT)).map(|v| v.to_string());
+            if let Some(subject) = subject {
+                let content = format!("echo: {}", envelope["detail"]["content"].as_str().unwrap_or("?"));
+                let request = ReplyRequest { reply: Some(PassiveReply::Text { content }) };
+                let answer = nats.request(subject, serde_json::to_vec(&request).unwrap().into()).await.unwrap();
+                let _ = tx.send(serde_json::from_slice(&answer.payload).unwrap());
+            }
+            msg.ack().await.unwrap();
+        }
+    });
+    rx
+}
+
+#[tokio::test]
+async fn callback_to_stream_to_reply_in_every_mode() {
+    let stack = Stack::start(shared_config()).await;
+    let mut answers = spawn_replier(&stack.config).await;
+    for (app, mode) in [(PLAIN_APP, "plain"), (SAFE_APP, "safe"), (SAFE_APP, "compat")] {
+        let outcome = stack
+            .send(json!({"appid": app, "mode": mode, "message": {"type": "text", "from": "o_user", "content": format!("hi {mode}")}}))
+            .await;
+        assert_eq!(outcome["outcome"], "reply", "{mode}: {outcome:#}");
+        assert_eq!(outcome["reply"]["Content"], format!("echo: hi {mode}"), "{mode}");
+        assert_eq!(outcome["reply"]["ToUserName"], "o_user");
+        assert_eq!(outcome["attempts"].as_array().unwrap().len(), 1);
+        assert_eq!(answers.recv().await.unwrap(), ReplyResponse::Taken);
+    }
+    // Events that can't be answered: success at once, stored all the same.
+    let outcome = stack.send(json!({"appid": SAFE_APP, "message": {"type": "event", "from": "o_user", "event": "unsubscribe"}})).await;
+    assert_eq!(outcome["outcome"], "success", "{outcome:#}");
+    assert_eq!(stack.stream_len().await, 4);
+}
+
+#[tokio::test]
+async fn wechat_retries_are_deduplicated() {
+    let mut config = shared_config();
+    // No replier and a reply budget longer than WeChat's timeout: the first try times out and
+    // WeChat retries the same callback, which JetStream recognises as a duplicate.
+    config.sim.callback_timeout_ms = 400;
+    config.gateway.reply_budget_ms = 2000;
+    let stack = Stack::start(config).await;
+    let outcome = stack
+        .send(json!({"appid": SAFE_APP, "message": {"type": "text", "from": "o_retry", "content": "once", "msg_id": 4242}}))
+        .await;
+    assert_eq!(outcome["outcome"], "success", "{outcome:#}");
+    let attempts = outcome["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "first try timed out, the retry was answered: {outcome:#}");
+    assert_eq!(stack.stream_len().await, 1, "the retry was not stored twice");
+}
+
+#[tokio::test]
+async fn nats_stopped_then_recovered_loses_nothing() {
+    let mut nats = OwnNats::start();
+    let mut config = test_config(&nats.url, &wxoa_tests::servers().redis_url);
+    config.nats.storage = wxoa_runtime::config::Storage::File;
+    config.gateway.reply_budget_ms = 0;
+    config.gateway.publish_timeout_ms = 500;
+    config.sim.callback_timeout_ms = 2000;
+    let stack = Stack::start(config).await;
+    let xml = |id: u64| {
+        format!(
+            "<xml><ToUserName><![CDATA[gh_plain]]></ToUserName><FromUserName><![CDATA[o_fault]]></FromUserName>\
+             <CreateTime>1700000000</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[m{id}]]></Content>\
+             <MsgId>{id}</MsgId></xml>"
+        )
+    };
+    assert_eq!(stack.send(json!({"appid": PLAIN_APP, "xml": xml(1)})).await["outcome"], "success");
+
+    nats.stop();
+    let outcome = stack.send(json!({"appid": PLAIN_APP, "xml": xml(2)})).await;
+    assert_eq!(outcome["outcome"], "failed", "{outcome:#}");
+    let attempts = outcome["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3, "WeChat tried 3 times");
+    assert!(attempts.iter().all(|a| a["status"] == 503), "{outcome:#}");
+
+    nats.restart();
+    // WeChat would deliver message 2 again later (the account's next try, or a re-send).
+    let delivered = wxoa_tests::eventually(Duration::from_secs(20), || {
+        let fut = stack.send(json!({"appid": PLAIN_APP, "xml": xml(2), "tries": 1}));
+        async move { (fut.await["outcome"] == "success").then_some(()) }
+    })
+    .await;
+    assert!(delivered.is_some(), "the gateway recovers when NATS returns");
+    assert_eq!(stack.send(json!({"appid": PLAIN_APP, "xml": xml(3)})).await["outcome"], "success");
+    assert_eq!(stack.stream_len().await, 3, "1, 2 and 3, each exactly once");
+}
