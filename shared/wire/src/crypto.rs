@@ -4,8 +4,8 @@
 
 use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit, block_padding::NoPadding};
 use base64::Engine;
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 
 type Enc = cbc::Encryptor<aes::Aes256>;
 type Dec = cbc::Decryptor<aes::Aes256>;
@@ -191,7 +191,10 @@ mod tests {
             let enc = key.encrypt("wx0123456789abcdef", &msg);
             let dec = key.decrypt("wx0123456789abcdef", &enc).unwrap();
             assert_eq!(dec.message, msg);
-            assert_eq!(key.decrypt("wxother", &enc).unwrap_err(), CryptoError::ValidateAppid);
+            assert_eq!(
+                key.decrypt("wxother", &enc).unwrap_err(),
+                CryptoError::ValidateAppid
+            );
         }
     }
 
@@ -206,9 +209,119 @@ mod tests {
         assert!(key.decrypt("wx", &garbage).is_err());
     }
 
+    /// Encrypts a hand-made (already padded) buffer, to reach the layout checks.
+    fn raw_encrypt(key: &AesKey, mut buf: Vec<u8>) -> String {
+        let len = buf.len();
+        let out = Enc::new(key.0.as_slice().into(), key.iv().into())
+            .encrypt_padded_mut::<NoPadding>(&mut buf, len)
+            .unwrap();
+        STANDARD.encode(out)
+    }
+
+    #[test]
+    fn aligned_plaintext_gets_a_full_pad_block() {
+        let key = AesKey::from_encoding_aes_key(KEY).unwrap();
+        // 16 + 4 + 0 + 12 = 32 bytes: already aligned, so 32 bytes of 0x20 follow.
+        let enc = key.encrypt_with("wx0123456789", b"0123456789abcdef", b"");
+        assert_eq!(STANDARD.decode(&enc).unwrap().len(), 64);
+        let dec = key.decrypt("wx0123456789", &enc).unwrap();
+        assert_eq!(
+            (dec.message.as_slice(), dec.random),
+            (&b""[..], *b"0123456789abcdef")
+        );
+        // Whitespace around the base64 (line breaks in a pasted body) is tolerated.
+        assert!(key.decrypt("wx0123456789", &format!("\n {enc}\n")).is_ok());
+    }
+
+    #[test]
+    fn malformed_layouts_are_illegal_buffers() {
+        let key = AesKey::from_encoding_aes_key(KEY).unwrap();
+        let layout = |len: u32, msg: &[u8], id: &[u8], pad: u8| {
+            let mut buf = vec![b'r'; 16];
+            buf.extend_from_slice(&len.to_be_bytes());
+            buf.extend_from_slice(msg);
+            buf.extend_from_slice(id);
+            let n = BLOCK - buf.len() % BLOCK;
+            buf.resize(buf.len() + n, pad);
+            raw_encrypt(&key, buf)
+        };
+        // The declared length runs past the buffer.
+        let long = layout(1000, b"<xml/>", b"wx1", 26);
+        assert_eq!(
+            key.decrypt_any(&long).unwrap_err(),
+            CryptoError::IllegalBuffer
+        );
+        let huge = layout(u32::MAX, b"<xml/>", b"wx1", 26);
+        assert_eq!(
+            key.decrypt_any(&huge).unwrap_err(),
+            CryptoError::IllegalBuffer
+        );
+        // The receive id is not UTF-8.
+        let id = layout(6, b"<xml/>", &[0xff, 0xfe], 26);
+        assert_eq!(
+            key.decrypt_any(&id).unwrap_err(),
+            CryptoError::IllegalBuffer
+        );
+        // A pad byte out of 1..=32 strips nothing (the official behaviour): the pad bytes then
+        // read as part of the receive id, which no longer matches.
+        let zero_pad = layout(6, b"<xml/>", b"wx1", 0);
+        let dec = key.decrypt_any(&zero_pad).unwrap();
+        assert_eq!(dec.message, b"<xml/>");
+        assert_eq!(
+            dec.receive_id,
+            format!("wx1{}", "\0".repeat(BLOCK - (16 + 4 + 6 + 3)))
+        );
+        assert_eq!(
+            key.decrypt("wx1", &zero_pad).unwrap_err(),
+            CryptoError::ValidateAppid
+        );
+        // Shorter than random + length after unpadding: one block of pure padding.
+        let short = raw_encrypt(&key, vec![32u8; 32]);
+        assert_eq!(
+            key.decrypt_any(&short).unwrap_err(),
+            CryptoError::IllegalBuffer
+        );
+        // Whole AES blocks but not whole pad blocks still decrypt (the official check is 16).
+        let sixteen = raw_encrypt(&key, vec![b'x'; 16]);
+        assert_eq!(
+            key.decrypt_any(&sixteen).unwrap_err(),
+            CryptoError::IllegalBuffer
+        );
+    }
+
+    #[test]
+    fn random_prefixes_are_alphanumeric_and_fresh() {
+        let a = random_prefix();
+        assert!(a.iter().all(u8::is_ascii_alphanumeric));
+        assert_ne!(a, random_prefix());
+        let key = AesKey::from_encoding_aes_key(KEY).unwrap();
+        assert_ne!(key.encrypt("wx1", b"m"), key.encrypt("wx1", b"m"));
+    }
+
     #[test]
     fn key_length_is_checked() {
-        assert_eq!(AesKey::from_encoding_aes_key("abc").unwrap_err().code(), -40004);
+        assert_eq!(
+            AesKey::from_encoding_aes_key("abc").unwrap_err().code(),
+            -40004
+        );
         assert!(format!("{:?}", AesKey::from_encoding_aes_key(KEY).unwrap()).contains("redacted"));
+        // 43 bytes but not base64, and 43 bytes of multi-byte UTF-8 chars.
+        let bad = format!("{}!", &KEY[..42]);
+        assert_eq!(
+            AesKey::from_encoding_aes_key(&bad).unwrap_err(),
+            CryptoError::IllegalAesKey("not base64")
+        );
+        let wide = format!("{}é", &KEY[..41]);
+        assert_eq!(
+            AesKey::from_encoding_aes_key(&wide).unwrap_err().code(),
+            -40004
+        );
+        // A padded 44-char form is refused: the key is exactly 43 chars.
+        assert_eq!(
+            AesKey::from_encoding_aes_key(&format!("{KEY}="))
+                .unwrap_err()
+                .code(),
+            -40004
+        );
     }
 }

@@ -47,7 +47,11 @@ impl Envelope {
 
     /// The NATS headers, in order. `reply` is the rendezvous subject and deadline (unix ms)
     /// when a passive reply is still possible.
-    pub fn headers(&self, traceparent: &str, reply: Option<(&str, i64)>) -> Vec<(&'static str, String)> {
+    pub fn headers(
+        &self,
+        traceparent: &str,
+        reply: Option<(&str, i64)>,
+    ) -> Vec<(&'static str, String)> {
         let mut h = Vec::with_capacity(12);
         h.push((headers::MSG_ID, self.id.clone()));
         h.push((headers::CE_SPECVERSION, "1.0".to_owned()));
@@ -121,7 +125,10 @@ mod tests {
     #[test]
     fn time_formats() {
         assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_millis(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(
+            rfc3339_millis(1_700_000_000_123),
+            "2023-11-14T22:13:20.123Z"
+        );
         assert_eq!(rfc3339_millis(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(utc_day(1_700_000_000_123), "20231114");
     }

@@ -5,6 +5,9 @@
 //! (CDATA or plain text anywhere, unknown elements and types carried through in
 //! [`Inbound::fields`], never dropped).
 
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
 use quick_xml::Reader;
 use quick_xml::events::Event;
 use serde::{Deserialize, Serialize};
@@ -78,7 +81,9 @@ impl Document {
         let mut stack: Vec<usize> = Vec::with_capacity(MAX_DEPTH);
         let mut done = false;
         loop {
-            let event = reader.read_event().map_err(|e| XmlError::Malformed(e.to_string()))?;
+            let event = reader
+                .read_event()
+                .map_err(|e| XmlError::Malformed(e.to_string()))?;
             match event {
                 Event::Start(e) => {
                     let index = open(&mut nodes, &stack, e.name().as_ref(), done)?;
@@ -88,6 +93,10 @@ impl Document {
                     }
                 }
                 Event::Empty(e) => {
+                    // An empty element nests one level below the open ones, like a start tag.
+                    if stack.len() >= MAX_DEPTH {
+                        return Err(XmlError::TooDeep);
+                    }
                     open(&mut nodes, &stack, e.name().as_ref(), done)?;
                     done |= stack.is_empty();
                 }
@@ -98,18 +107,30 @@ impl Document {
                     }
                 }
                 Event::Text(t) => {
-                    let text = t.xml_content().map_err(|e| XmlError::Malformed(e.to_string()))?;
+                    let text = t
+                        .xml_content()
+                        .map_err(|e| XmlError::Malformed(e.to_string()))?;
                     match stack.last() {
                         Some(&i) => nodes[i].text.push_str(&text),
                         None if text.trim().is_empty() => {}
-                        None => return Err(XmlError::Malformed("text outside the root element".into())),
+                        None => {
+                            return Err(XmlError::Malformed(
+                                "text outside the root element".into(),
+                            ));
+                        }
                     }
                 }
                 Event::CData(t) => {
-                    let text = t.xml_content().map_err(|e| XmlError::Malformed(e.to_string()))?;
+                    let text = t
+                        .xml_content()
+                        .map_err(|e| XmlError::Malformed(e.to_string()))?;
                     match stack.last() {
                         Some(&i) => nodes[i].text.push_str(&text),
-                        None => return Err(XmlError::Malformed("CDATA outside the root element".into())),
+                        None => {
+                            return Err(XmlError::Malformed(
+                                "CDATA outside the root element".into(),
+                            ));
+                        }
                     }
                 }
                 Event::GeneralRef(r) => {
@@ -130,11 +151,21 @@ impl Document {
                     };
                     match stack.last() {
                         Some(&i) => nodes[i].text.push(ch),
-                        None => return Err(XmlError::Malformed("reference outside the root element".into())),
+                        None => {
+                            return Err(XmlError::Malformed(
+                                "reference outside the root element".into(),
+                            ));
+                        }
                     }
                 }
                 Event::DocType(_) => return Err(XmlError::Doctype),
                 Event::PI(_) => return Err(XmlError::ProcessingInstruction),
+                // The declaration may only open the document.
+                Event::Decl(_) if !nodes.is_empty() => {
+                    return Err(XmlError::Malformed(
+                        "XML declaration after the root element".into(),
+                    ));
+                }
                 Event::Decl(_) | Event::Comment(_) => {}
                 Event::Eof => break,
             }
@@ -155,7 +186,10 @@ impl Document {
 
     /// The root element.
     pub fn root(&self) -> NodeRef<'_> {
-        NodeRef { doc: self, index: 0 }
+        NodeRef {
+            doc: self,
+            index: 0,
+        }
     }
 
     /// Every leaf element as `path → text`, in document order. Paths join names with `/` below
@@ -166,24 +200,47 @@ impl Document {
         out
     }
 
+    /// Linear in the number of children for large parents: a hostile document of
+    /// [`MAX_ELEMENTS`] siblings must not cost a quadratic number of name comparisons.
     fn flatten_into(&self, index: usize, path: &str, out: &mut Vec<(String, String)>) {
+        /// Up to this many children, counting namesakes by scanning beats building a map.
+        const SCAN_LIMIT: usize = 16;
         let children = &self.nodes[index].children;
+        // Per sibling name: how many siblings carry it, and how many of them were seen so far.
+        let mut names: Option<HashMap<&str, (usize, usize)>> =
+            (children.len() > SCAN_LIMIT).then(|| {
+                let mut names = HashMap::with_capacity(children.len());
+                for &child in children {
+                    names
+                        .entry(self.nodes[child].name.as_str())
+                        .or_insert((0, 0))
+                        .0 += 1;
+                }
+                names
+            });
         for (pos, &child) in children.iter().enumerate() {
             let node = &self.nodes[child];
-            let same: Vec<usize> = children
-                .iter()
-                .copied()
-                .filter(|&c| self.nodes[c].name == node.name)
-                .collect();
-            let mut key = String::with_capacity(path.len() + node.name.len() + 4);
+            let (total, seen) = match &mut names {
+                Some(names) => {
+                    let (total, seen) = names.entry(node.name.as_str()).or_insert((0, 0));
+                    *seen += 1;
+                    (*total, *seen - 1)
+                }
+                None => {
+                    let same = |c: &&usize| self.nodes[**c].name == node.name;
+                    let total = children.iter().filter(same).count();
+                    (total, children[..pos].iter().filter(same).count())
+                }
+            };
+            let mut key = String::with_capacity(path.len() + node.name.len() + 8);
             key.push_str(path);
             if !path.is_empty() {
                 key.push('/');
             }
             key.push_str(&node.name);
-            if same.len() > 1 {
-                let i = same.iter().position(|&c| c == child).unwrap_or(pos);
-                key.push_str(&format!("[{i}]"));
+            if total > 1 {
+                // Writing to a String cannot fail.
+                let _ = write!(key, "[{seen}]");
             }
             if node.children.is_empty() {
                 out.push((key, node.text.clone()));
@@ -195,7 +252,12 @@ impl Document {
 }
 
 /// Adds an element under the innermost open one; returns its index.
-fn open(nodes: &mut Vec<Node>, stack: &[usize], name: &[u8], done: bool) -> Result<usize, XmlError> {
+fn open(
+    nodes: &mut Vec<Node>,
+    stack: &[usize],
+    name: &[u8],
+    done: bool,
+) -> Result<usize, XmlError> {
     if done {
         return Err(XmlError::Malformed("more than one root element".into()));
     }
@@ -209,7 +271,11 @@ fn open(nodes: &mut Vec<Node>, stack: &[usize], name: &[u8], done: bool) -> Resu
     if let Some(&parent) = stack.last() {
         nodes[parent].children.push(index);
     }
-    nodes.push(Node { name, text: String::new(), children: Vec::new() });
+    nodes.push(Node {
+        name,
+        text: String::new(),
+        children: Vec::new(),
+    });
     Ok(index)
 }
 
@@ -253,7 +319,9 @@ impl<'a> NodeRef<'a> {
 
     /// The text of the first child named `name`, when present and not empty.
     pub fn get(&self, name: &str) -> Option<&'a str> {
-        self.child(name).map(|n| n.text().trim()).filter(|t| !t.is_empty())
+        self.child(name)
+            .map(|n| n.text().trim())
+            .filter(|t| !t.is_empty())
     }
 
     /// The text of the first child named `name`, parsed; absent or unparsable gives `None`.
@@ -266,7 +334,9 @@ impl<'a> NodeRef<'a> {
     }
 
     fn string_or_empty(&self, name: &str) -> String {
-        self.child(name).map(|n| n.text().to_owned()).unwrap_or_default()
+        self.child(name)
+            .map(|n| n.text().to_owned())
+            .unwrap_or_default()
     }
 }
 
@@ -304,12 +374,17 @@ impl Inbound {
     /// Builds the typed message from a parsed document.
     pub fn from_document(doc: &Document) -> Result<Inbound, XmlError> {
         let root = doc.root();
-        let to_user_name = root.string("ToUserName").ok_or(XmlError::Missing("ToUserName"))?;
-        let from_user_name =
-            root.string("FromUserName").ok_or(XmlError::Missing("FromUserName"))?;
+        let to_user_name = root
+            .string("ToUserName")
+            .ok_or(XmlError::Missing("ToUserName"))?;
+        let from_user_name = root
+            .string("FromUserName")
+            .ok_or(XmlError::Missing("FromUserName"))?;
         let create_time = match root.get("CreateTime") {
             None => return Err(XmlError::Missing("CreateTime")),
-            Some(t) => t.parse().map_err(|_| XmlError::Invalid("CreateTime", t.to_owned()))?,
+            Some(t) => t
+                .parse()
+                .map_err(|_| XmlError::Invalid("CreateTime", t.to_owned()))?,
         };
         let msg_type = root.string("MsgType").ok_or(XmlError::Missing("MsgType"))?;
         let event = if msg_type == "event" {
@@ -342,13 +417,19 @@ impl Inbound {
         match (&self.event, &self.msg_id) {
             (None, Some(id)) => format!("msg:{}:{id}", self.from_user_name),
             (None, None) => {
-                format!("msg:{}:{}:{}", self.from_user_name, self.create_time, self.msg_type)
+                format!(
+                    "msg:{}:{}:{}",
+                    self.from_user_name, self.create_time, self.msg_type
+                )
             }
             (Some(event), None) => {
                 format!("event:{}:{}:{event}", self.from_user_name, self.create_time)
             }
             (Some(event), Some(id)) => {
-                format!("event:{}:{}:{event}:{id}", self.from_user_name, self.create_time)
+                format!(
+                    "event:{}:{}:{event}:{id}",
+                    self.from_user_name, self.create_time
+                )
             }
         }
     }
@@ -384,14 +465,20 @@ impl Inbound {
     /// The CloudEvents type: `wechat.message.<type>` or `wechat.event.<event>`.
     pub fn ce_type(&self) -> String {
         match &self.event {
-            Some(event) => format!("wechat.event.{}", crate::names::token(&event.to_ascii_lowercase())),
+            Some(event) => format!(
+                "wechat.event.{}",
+                crate::names::token(&event.to_ascii_lowercase())
+            ),
             None => format!("wechat.message.{}", crate::names::token(&self.msg_type)),
         }
     }
 
     /// The value of a flattened field, if present.
     pub fn field(&self, path: &str) -> Option<&str> {
-        self.fields.iter().find(|(k, _)| k == path).map(|(_, v)| v.as_str())
+        self.fields
+            .iter()
+            .find(|(k, _)| k == path)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -432,7 +519,10 @@ pub enum Detail {
         biz_msg_menu_id: Option<String>,
     },
     /// An image message.
-    Image { pic_url: Option<String>, media_id: Option<String> },
+    Image {
+        pic_url: Option<String>,
+        media_id: Option<String>,
+    },
     /// A voice message.
     Voice {
         media_id: Option<String>,
@@ -443,13 +533,28 @@ pub enum Detail {
         media_id_16k: Option<String>,
     },
     /// A video message.
-    Video { media_id: Option<String>, thumb_media_id: Option<String> },
+    Video {
+        media_id: Option<String>,
+        thumb_media_id: Option<String>,
+    },
     /// A short-video message.
-    Shortvideo { media_id: Option<String>, thumb_media_id: Option<String> },
+    Shortvideo {
+        media_id: Option<String>,
+        thumb_media_id: Option<String>,
+    },
     /// A location message (`Location_X` = latitude, `Location_Y` = longitude).
-    Location { latitude: Option<f64>, longitude: Option<f64>, scale: Option<f64>, label: Option<String> },
+    Location {
+        latitude: Option<f64>,
+        longitude: Option<f64>,
+        scale: Option<f64>,
+        label: Option<String>,
+    },
     /// A link message.
-    Link { title: Option<String>, description: Option<String>, url: Option<String> },
+    Link {
+        title: Option<String>,
+        description: Option<String>,
+        url: Option<String>,
+    },
     /// Follow; from a parametric QR code `event_key` is `qrscene_<scene>` and `scene` the scene.
     Subscribe {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -462,23 +567,53 @@ pub enum Detail {
     /// Unfollow (never answered).
     Unsubscribe,
     /// A follower scanned a parametric QR code (`event_key` = scene).
-    Scan { event_key: Option<String>, ticket: Option<String> },
+    Scan {
+        event_key: Option<String>,
+        ticket: Option<String>,
+    },
     /// The periodic location report (`LOCATION` event).
-    LocationReport { latitude: Option<f64>, longitude: Option<f64>, precision: Option<f64> },
+    LocationReport {
+        latitude: Option<f64>,
+        longitude: Option<f64>,
+        precision: Option<f64>,
+    },
     /// A menu `click` button.
     Click { event_key: Option<String> },
     /// A menu `view` button (`url` = EventKey).
-    View { url: Option<String>, menu_id: Option<String> },
+    View {
+        url: Option<String>,
+        menu_id: Option<String>,
+    },
     /// Menu scan, result pushed.
-    ScancodePush { event_key: Option<String>, scan_type: Option<String>, scan_result: Option<String> },
+    ScancodePush {
+        event_key: Option<String>,
+        scan_type: Option<String>,
+        scan_result: Option<String>,
+    },
     /// Menu scan, client waits for a reply.
-    ScancodeWaitmsg { event_key: Option<String>, scan_type: Option<String>, scan_result: Option<String> },
+    ScancodeWaitmsg {
+        event_key: Option<String>,
+        scan_type: Option<String>,
+        scan_result: Option<String>,
+    },
     /// Menu photo.
-    PicSysphoto { event_key: Option<String>, count: Option<u32>, pic_md5_sums: Vec<String> },
+    PicSysphoto {
+        event_key: Option<String>,
+        count: Option<u32>,
+        pic_md5_sums: Vec<String>,
+    },
     /// Menu photo or album.
-    PicPhotoOrAlbum { event_key: Option<String>, count: Option<u32>, pic_md5_sums: Vec<String> },
+    PicPhotoOrAlbum {
+        event_key: Option<String>,
+        count: Option<u32>,
+        pic_md5_sums: Vec<String>,
+    },
     /// Menu WeChat album.
-    PicWeixin { event_key: Option<String>, count: Option<u32>, pic_md5_sums: Vec<String> },
+    PicWeixin {
+        event_key: Option<String>,
+        count: Option<u32>,
+        pic_md5_sums: Vec<String>,
+    },
     /// Menu location pick.
     LocationSelect {
         event_key: Option<String>,
@@ -489,7 +624,10 @@ pub enum Detail {
         poiname: Option<String>,
     },
     /// A menu `miniprogram` button (`page_path` = EventKey).
-    ViewMiniprogram { page_path: Option<String>, menu_id: Option<String> },
+    ViewMiniprogram {
+        page_path: Option<String>,
+        menu_id: Option<String>,
+    },
     /// A mass send finished.
     MassSendJobFinish {
         status: Option<String>,
@@ -507,15 +645,26 @@ pub enum Detail {
     /// Subscription-message delivery results.
     SubscribeMsgSent { items: Vec<SubscribeMsgItem> },
     /// A free-publish job finished.
-    PublishJobFinish { publish_id: Option<String>, publish_status: Option<i64>, article_id: Option<String> },
+    PublishJobFinish {
+        publish_id: Option<String>,
+        publish_status: Option<i64>,
+        article_id: Option<String>,
+    },
     /// A customer-service session was opened.
     KfCreateSession { kf_account: Option<String> },
     /// A customer-service session was closed.
     KfCloseSession { kf_account: Option<String> },
     /// A customer-service session moved between agents.
-    KfSwitchSession { from_kf_account: Option<String>, to_kf_account: Option<String> },
+    KfSwitchSession {
+        from_kf_account: Option<String>,
+        to_kf_account: Option<String>,
+    },
     /// Certification events (`qualification_verify_success`, `naming_verify_fail`, …).
-    Verify { expired_time: Option<i64>, fail_time: Option<i64>, fail_reason: Option<String> },
+    Verify {
+        expired_time: Option<i64>,
+        fail_time: Option<i64>,
+        fail_reason: Option<String>,
+    },
     /// A message type or event wxoa has no typed view of: everything is in `fields`.
     Unknown,
 }
@@ -531,24 +680,35 @@ impl Detail {
                     idx: root.num("Idx"),
                     biz_msg_menu_id: s("bizmsgmenuid"),
                 },
-                "image" => Detail::Image { pic_url: s("PicUrl"), media_id: s("MediaId") },
+                "image" => Detail::Image {
+                    pic_url: s("PicUrl"),
+                    media_id: s("MediaId"),
+                },
                 "voice" => Detail::Voice {
                     media_id: s("MediaId"),
                     format: s("Format"),
                     recognition: root.child("Recognition").map(|n| n.text().to_owned()),
                     media_id_16k: s("MediaId16K"),
                 },
-                "video" => Detail::Video { media_id: s("MediaId"), thumb_media_id: s("ThumbMediaId") },
-                "shortvideo" => {
-                    Detail::Shortvideo { media_id: s("MediaId"), thumb_media_id: s("ThumbMediaId") }
-                }
+                "video" => Detail::Video {
+                    media_id: s("MediaId"),
+                    thumb_media_id: s("ThumbMediaId"),
+                },
+                "shortvideo" => Detail::Shortvideo {
+                    media_id: s("MediaId"),
+                    thumb_media_id: s("ThumbMediaId"),
+                },
                 "location" => Detail::Location {
                     latitude: root.num("Location_X"),
                     longitude: root.num("Location_Y"),
                     scale: root.num("Scale"),
                     label: s("Label"),
                 },
-                "link" => Detail::Link { title: s("Title"), description: s("Description"), url: s("Url") },
+                "link" => Detail::Link {
+                    title: s("Title"),
+                    description: s("Description"),
+                    url: s("Url"),
+                },
                 _ => Detail::Unknown,
             },
             Some(event) => Detail::from_event(root, event),
@@ -564,7 +724,11 @@ impl Detail {
             let count = info.and_then(|n| n.num("Count"));
             let sums = info
                 .and_then(|n| n.child("PicList"))
-                .map(|list| list.children("item").filter_map(|i| i.string("PicMd5Sum")).collect())
+                .map(|list| {
+                    list.children("item")
+                        .filter_map(|i| i.string("PicMd5Sum"))
+                        .collect()
+                })
                 .unwrap_or_default();
             (key(), count, sums)
         };
@@ -574,7 +738,9 @@ impl Detail {
                     w.children("List")
                         .map(|item| SubscribeMsgItem {
                             template_id: item.string_or_empty("TemplateId"),
-                            status: item.string("SubscribeStatusString").or_else(|| item.string("ErrorStatus")),
+                            status: item
+                                .string("SubscribeStatusString")
+                                .or_else(|| item.string("ErrorStatus")),
                             popup_scene: item.num("PopupScene"),
                             msg_id: item.string("MsgID"),
                             error_code: item.num("ErrorCode"),
@@ -586,18 +752,31 @@ impl Detail {
         match event.to_ascii_lowercase().as_str() {
             "subscribe" => {
                 let event_key = key();
-                let scene = event_key.as_deref().and_then(|k| k.strip_prefix("qrscene_")).map(str::to_owned);
-                Detail::Subscribe { event_key, scene, ticket: s("Ticket") }
+                let scene = event_key
+                    .as_deref()
+                    .and_then(|k| k.strip_prefix("qrscene_"))
+                    .map(str::to_owned);
+                Detail::Subscribe {
+                    event_key,
+                    scene,
+                    ticket: s("Ticket"),
+                }
             }
             "unsubscribe" => Detail::Unsubscribe,
-            "scan" => Detail::Scan { event_key: key(), ticket: s("Ticket") },
+            "scan" => Detail::Scan {
+                event_key: key(),
+                ticket: s("Ticket"),
+            },
             "location" => Detail::LocationReport {
                 latitude: root.num("Latitude"),
                 longitude: root.num("Longitude"),
                 precision: root.num("Precision"),
             },
             "click" => Detail::Click { event_key: key() },
-            "view" => Detail::View { url: key(), menu_id: s("MenuId") },
+            "view" => Detail::View {
+                url: key(),
+                menu_id: s("MenuId"),
+            },
             "scancode_push" => Detail::ScancodePush {
                 event_key: key(),
                 scan_type: scan("ScanType"),
@@ -610,15 +789,27 @@ impl Detail {
             },
             "pic_sysphoto" => {
                 let (event_key, count, pic_md5_sums) = pics();
-                Detail::PicSysphoto { event_key, count, pic_md5_sums }
+                Detail::PicSysphoto {
+                    event_key,
+                    count,
+                    pic_md5_sums,
+                }
             }
             "pic_photo_or_album" => {
                 let (event_key, count, pic_md5_sums) = pics();
-                Detail::PicPhotoOrAlbum { event_key, count, pic_md5_sums }
+                Detail::PicPhotoOrAlbum {
+                    event_key,
+                    count,
+                    pic_md5_sums,
+                }
             }
             "pic_weixin" => {
                 let (event_key, count, pic_md5_sums) = pics();
-                Detail::PicWeixin { event_key, count, pic_md5_sums }
+                Detail::PicWeixin {
+                    event_key,
+                    count,
+                    pic_md5_sums,
+                }
             }
             "location_select" => {
                 let info = root.child("SendLocationInfo");
@@ -633,7 +824,10 @@ impl Detail {
                     poiname: f("Poiname"),
                 }
             }
-            "view_miniprogram" => Detail::ViewMiniprogram { page_path: key(), menu_id: s("MenuId") },
+            "view_miniprogram" => Detail::ViewMiniprogram {
+                page_path: key(),
+                menu_id: s("MenuId"),
+            },
             "masssendjobfinish" => Detail::MassSendJobFinish {
                 status: s("Status"),
                 total_count: root.num("TotalCount"),
@@ -641,10 +835,18 @@ impl Detail {
                 sent_count: root.num("SentCount"),
                 error_count: root.num("ErrorCount"),
             },
-            "templatesendjobfinish" => Detail::TemplateSendJobFinish { status: s("Status") },
-            "subscribe_msg_popup_event" => Detail::SubscribeMsgPopup { items: list("SubscribeMsgPopupEvent") },
-            "subscribe_msg_change_event" => Detail::SubscribeMsgChange { items: list("SubscribeMsgChangeEvent") },
-            "subscribe_msg_sent_event" => Detail::SubscribeMsgSent { items: list("SubscribeMsgSentEvent") },
+            "templatesendjobfinish" => Detail::TemplateSendJobFinish {
+                status: s("Status"),
+            },
+            "subscribe_msg_popup_event" => Detail::SubscribeMsgPopup {
+                items: list("SubscribeMsgPopupEvent"),
+            },
+            "subscribe_msg_change_event" => Detail::SubscribeMsgChange {
+                items: list("SubscribeMsgChangeEvent"),
+            },
+            "subscribe_msg_sent_event" => Detail::SubscribeMsgSent {
+                items: list("SubscribeMsgSentEvent"),
+            },
             "publishjobfinish" => {
                 let info = root.child("PublishEventInfo");
                 Detail::PublishJobFinish {
@@ -653,14 +855,22 @@ impl Detail {
                     article_id: info.and_then(|n| n.string("article_id")),
                 }
             }
-            "kf_create_session" => Detail::KfCreateSession { kf_account: s("KfAccount") },
-            "kf_close_session" => Detail::KfCloseSession { kf_account: s("KfAccount") },
+            "kf_create_session" => Detail::KfCreateSession {
+                kf_account: s("KfAccount"),
+            },
+            "kf_close_session" => Detail::KfCloseSession {
+                kf_account: s("KfAccount"),
+            },
             "kf_switch_session" => Detail::KfSwitchSession {
                 from_kf_account: s("FromKfAccount"),
                 to_kf_account: s("ToKfAccount"),
             },
-            "qualification_verify_success" | "qualification_verify_fail" | "naming_verify_success"
-            | "naming_verify_fail" | "annual_renew" | "verify_expired" => Detail::Verify {
+            "qualification_verify_success"
+            | "qualification_verify_fail"
+            | "naming_verify_success"
+            | "naming_verify_fail"
+            | "annual_renew"
+            | "verify_expired" => Detail::Verify {
                 expired_time: root.num("ExpiredTime"),
                 fail_time: root.num("FailTime"),
                 fail_reason: s("FailReason"),
@@ -676,7 +886,10 @@ mod fields_map {
     use serde::ser::SerializeMap;
     use serde::{Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(fields: &[(String, String)], s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(
+        fields: &[(String, String)],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(fields.len()))?;
         for (k, v) in fields {
             map.serialize_entry(k, v)?;
@@ -684,7 +897,9 @@ mod fields_map {
         map.end()
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<(String, String)>, D::Error> {
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = Vec<(String, String)>;
@@ -731,21 +946,292 @@ mod tests {
 
     #[test]
     fn hostile_xml_is_rejected() {
-        let doctype = br#"<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><xml><A>&a;</A></xml>"#;
+        let doctype =
+            br#"<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><xml><A>&a;</A></xml>"#;
         assert_eq!(Inbound::parse(doctype).unwrap_err(), XmlError::Doctype);
-        assert!(matches!(Inbound::parse(b"<xml><A>&a;</A></xml>").unwrap_err(), XmlError::Entity(_)));
+        assert!(matches!(
+            Inbound::parse(b"<xml><A>&a;</A></xml>").unwrap_err(),
+            XmlError::Entity(_)
+        ));
         let deep = format!("<xml>{}{}</xml>", "<a>".repeat(20), "</a>".repeat(20));
-        assert_eq!(Inbound::parse(deep.as_bytes()).unwrap_err(), XmlError::TooDeep);
+        assert_eq!(
+            Inbound::parse(deep.as_bytes()).unwrap_err(),
+            XmlError::TooDeep
+        );
         let big = vec![b' '; MAX_XML_BYTES + 1];
         assert_eq!(Inbound::parse(&big).unwrap_err(), XmlError::TooLarge);
         let many = format!("<xml>{}</xml>", "<a/>".repeat(MAX_ELEMENTS + 1));
-        assert_eq!(Inbound::parse(many.as_bytes()).unwrap_err(), XmlError::TooManyElements);
-        assert!(matches!(Inbound::parse(b"<xml><A></B></xml>").unwrap_err(), XmlError::Malformed(_)));
-        assert!(matches!(Inbound::parse(b"<xml><A>").unwrap_err(), XmlError::Malformed(_)));
-        assert!(matches!(Inbound::parse(b"<root/>").unwrap_err(), XmlError::Root(_)));
-        assert!(matches!(Inbound::parse(b"<xml/><xml/>").unwrap_err(), XmlError::Malformed(_)));
-        assert_eq!(Inbound::parse(b"<?php x?><xml/>").unwrap_err(), XmlError::ProcessingInstruction);
-        assert_eq!(Inbound::parse(b"<xml></xml>").unwrap_err(), XmlError::Missing("ToUserName"));
+        assert_eq!(
+            Inbound::parse(many.as_bytes()).unwrap_err(),
+            XmlError::TooManyElements
+        );
+        assert!(matches!(
+            Inbound::parse(b"<xml><A></B></xml>").unwrap_err(),
+            XmlError::Malformed(_)
+        ));
+        assert!(matches!(
+            Inbound::parse(b"<xml><A>").unwrap_err(),
+            XmlError::Malformed(_)
+        ));
+        assert!(matches!(
+            Inbound::parse(b"<root/>").unwrap_err(),
+            XmlError::Root(_)
+        ));
+        assert!(matches!(
+            Inbound::parse(b"<xml/><xml/>").unwrap_err(),
+            XmlError::Malformed(_)
+        ));
+        assert_eq!(
+            Inbound::parse(b"<?php x?><xml/>").unwrap_err(),
+            XmlError::ProcessingInstruction
+        );
+        assert_eq!(
+            Inbound::parse(b"<xml></xml>").unwrap_err(),
+            XmlError::Missing("ToUserName")
+        );
+    }
+
+    const HEAD: &str =
+        "<ToUserName>gh</ToUserName><FromUserName>o1</FromUserName><CreateTime>9</CreateTime>";
+
+    #[test]
+    fn entity_expansion_attacks_are_refused_before_expansion() {
+        // Billion laughs: nested internal entities.
+        let laughs = br#"<?xml version="1.0"?>
+<!DOCTYPE lolz [
+ <!ENTITY lol "lol">
+ <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+ <!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">
+]>
+<xml><ToUserName>&lol4;</ToUserName></xml>"#;
+        assert_eq!(Document::parse(laughs).unwrap_err(), XmlError::Doctype);
+        // External entity (XXE) and an external parameter entity.
+        let xxe = br#"<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><xml><A>&xxe;</A></xml>"#;
+        assert_eq!(Document::parse(xxe).unwrap_err(), XmlError::Doctype);
+        let param =
+            br#"<!DOCTYPE xml [<!ENTITY % p SYSTEM "http://evil.example/x.dtd"> %p;]><xml/>"#;
+        assert_eq!(Document::parse(param).unwrap_err(), XmlError::Doctype);
+        let public = br#"<!DOCTYPE xml PUBLIC "-//X//EN" "http://evil.example/x.dtd"><xml/>"#;
+        assert_eq!(Document::parse(public).unwrap_err(), XmlError::Doctype);
+        // A DOCTYPE anywhere, not only before the root.
+        assert_eq!(
+            Document::parse(b"<xml><A>1</A></xml><!DOCTYPE x>").unwrap_err(),
+            XmlError::Doctype
+        );
+        // Without a DOCTYPE an entity is undeclared, in text and inside CDATA-free values alike.
+        assert_eq!(
+            Document::parse(b"<xml><A>x&xxe;y</A></xml>").unwrap_err(),
+            XmlError::Entity("xxe".into())
+        );
+        // Character references that name no XML character.
+        for bad in ["&#0;", "&#xD800;", "&#x110000;", "&#xZZ;"] {
+            let xml = format!("<xml><A>{bad}</A></xml>");
+            assert!(
+                matches!(Document::parse(xml.as_bytes()), Err(XmlError::Malformed(_))),
+                "{bad}"
+            );
+        }
+        // Entities inside CDATA are plain text and never resolved.
+        let doc = Document::parse(b"<xml><A><![CDATA[&xxe;&amp;]]></A></xml>").unwrap();
+        assert_eq!(doc.root().get("A"), Some("&xxe;&amp;"));
+    }
+
+    #[test]
+    fn cdata_is_unwrapped_and_split_sections_join() {
+        // `]]>` can only travel split over two sections: they join into one value.
+        let doc =
+            Document::parse(b"<xml><A><![CDATA[a]]]]><![CDATA[>b]]></A><B><![CDATA[]]></B></xml>")
+                .unwrap();
+        assert_eq!(doc.root().get("A"), Some("a]]>b"));
+        assert_eq!(
+            doc.flatten(),
+            vec![("A".into(), "a]]>b".into()), ("B".into(), String::new())]
+        );
+        // CDATA and text and references mix in one element; markup inside CDATA stays text.
+        let doc = Document::parse(b"<xml><A>x&lt;<![CDATA[<b>&</b>]]>&#x41;</A></xml>").unwrap();
+        assert_eq!(doc.root().get("A"), Some("x<<b>&</b>A"));
+        // An unterminated section is malformed, not truncated.
+        assert!(matches!(
+            Document::parse(b"<xml><A><![CDATA[a</A></xml>"),
+            Err(XmlError::Malformed(_))
+        ));
+        // CRLF in text and CDATA is normalised to LF, as XML requires.
+        let doc = Document::parse(b"<xml><A>a\r\nb</A><B><![CDATA[c\r\nd]]></B></xml>").unwrap();
+        assert_eq!(doc.root().get("A"), Some("a\nb"));
+        assert_eq!(doc.root().get("B"), Some("c\nd"));
+    }
+
+    #[test]
+    fn limits_count_empty_elements_and_late_declarations() {
+        // `<z/>` nests as deep as `<z></z>`: the depth limit holds for both.
+        for inner in ["<z/>", "<z></z>"] {
+            let ok = format!(
+                "<xml>{}{inner}{}</xml>",
+                "<a>".repeat(MAX_DEPTH - 2),
+                "</a>".repeat(MAX_DEPTH - 2)
+            );
+            assert!(
+                Document::parse(ok.as_bytes()).is_ok(),
+                "{inner} at depth {MAX_DEPTH}"
+            );
+            let deep = format!(
+                "<xml>{}{inner}{}</xml>",
+                "<a>".repeat(MAX_DEPTH - 1),
+                "</a>".repeat(MAX_DEPTH - 1)
+            );
+            assert_eq!(
+                Document::parse(deep.as_bytes()).unwrap_err(),
+                XmlError::TooDeep,
+                "{inner}"
+            );
+        }
+        // Exactly MAX_ELEMENTS is accepted; one more is not.
+        let full = format!("<xml>{}</xml>", "<a/>".repeat(MAX_ELEMENTS - 1));
+        assert!(Document::parse(full.as_bytes()).is_ok());
+        assert!(matches!(
+            Document::parse(b"<xml><A>1</A></xml><?xml version=\"1.0\"?>"),
+            Err(XmlError::Malformed(_))
+        ));
+        assert!(Document::parse(b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<xml/>").is_ok());
+        assert_eq!(
+            Document::parse(b"<xml><?x y?></xml>").unwrap_err(),
+            XmlError::ProcessingInstruction
+        );
+        assert!(matches!(
+            Document::parse(b"<xml/>text"),
+            Err(XmlError::Malformed(_))
+        ));
+        assert!(matches!(
+            Document::parse(b"<xml><A>\xff</A></xml>"),
+            Err(XmlError::Malformed(_))
+        ));
+        assert!(matches!(Document::parse(b""), Err(XmlError::Malformed(_))));
+    }
+
+    #[test]
+    fn flatten_indexes_repeats_in_linear_time() {
+        // Many same-named siblings: every one indexed, in order (this was quadratic).
+        let many = format!("<xml>{}</xml>", "<a>v</a>".repeat(MAX_ELEMENTS - 1));
+        let flat = Document::parse(many.as_bytes()).unwrap().flatten();
+        assert_eq!(flat.len(), MAX_ELEMENTS - 1);
+        assert_eq!(flat[0].0, "a[0]");
+        assert_eq!(flat[MAX_ELEMENTS - 2].0, format!("a[{}]", MAX_ELEMENTS - 2));
+        // Repeats interleaved with other names keep their own count; singles get no index.
+        let doc =
+            Document::parse(b"<xml><L><i>1</i><n>x</n><i>2</i></L><L><i>3</i></L></xml>").unwrap();
+        let flat = doc.flatten();
+        let flat: Vec<(&str, &str)> = flat.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            flat,
+            [
+                ("L[0]/i[0]", "1"),
+                ("L[0]/n", "x"),
+                ("L[0]/i[1]", "2"),
+                ("L[1]/i", "3")
+            ]
+        );
+        // Small parents are counted by scanning, large ones with a map: both index alike.
+        for pairs in [3, 40] {
+            let body: String = (0..pairs)
+                .map(|k| format!("<i>{k}</i><n>{k}</n>"))
+                .collect();
+            let doc = Document::parse(format!("<xml>{body}<s/></xml>").as_bytes()).unwrap();
+            let flat = doc.flatten();
+            let expected: Vec<(String, String)> = (0..pairs)
+                .flat_map(|k| {
+                    [
+                        (format!("i[{k}]"), k.to_string()),
+                        (format!("n[{k}]"), k.to_string()),
+                    ]
+                })
+                .chain([("s".to_owned(), String::new())])
+                .collect();
+            assert_eq!(flat, expected, "{pairs} pairs");
+        }
+    }
+
+    #[test]
+    fn unknown_events_are_carried_in_fields() {
+        let xml = format!(
+            "<xml>{HEAD}<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[user_info_modified]]></Event>\
+             <UserInfo><Nick><![CDATA[a]]]]><![CDATA[>b]]></Nick><Tag>1</Tag><Tag>2</Tag></UserInfo><Empty/></xml>"
+        );
+        let m = Inbound::parse(xml.as_bytes()).unwrap();
+        assert_eq!(m.detail, Detail::Unknown);
+        assert_eq!(m.event.as_deref(), Some("user_info_modified"));
+        assert_eq!(m.field("UserInfo/Nick"), Some("a]]>b"));
+        assert_eq!(m.field("UserInfo/Tag[1]"), Some("2"));
+        assert_eq!(m.field("Empty"), Some(""));
+        assert_eq!(m.dedupe_key(), "event:o1:9:user_info_modified");
+        assert!(!m.can_reply());
+        assert_eq!(
+            m.subject("wechat", "wx1"),
+            "wechat.wx1.event.user_info_modified"
+        );
+        assert_eq!(m.ce_type(), "wechat.event.user_info_modified");
+        // Outside data that is no subject token stays in the payload, escaped in the subject.
+        let xml = format!("<xml>{HEAD}<MsgType>event</MsgType><Event>a.b*&gt;</Event></xml>");
+        let m = Inbound::parse(xml.as_bytes()).unwrap();
+        assert_eq!(m.event.as_deref(), Some("a.b*>"));
+        assert_eq!(m.subject("wechat", "wx1"), "wechat.wx1.event.a_b__");
+        // Round trip through JSON keeps the fields and their order.
+        let back: Inbound = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn typed_values_tolerate_form_but_not_garbage() {
+        // Numbers in CDATA and with whitespace are read; a bad CreateTime is an error.
+        let xml = format!(
+            "<xml>{HEAD}<MsgType>location</MsgType><Location_X><![CDATA[ 23.1 ]]></Location_X>\
+             <Location_Y>x</Location_Y><MsgID>5</MsgID></xml>"
+        );
+        let m = Inbound::parse(xml.as_bytes()).unwrap();
+        assert!(
+            matches!(m.detail, Detail::Location { latitude: Some(l), longitude: None, .. } if l == 23.1)
+        );
+        assert_eq!(m.dedupe_key(), "msg:o1:5", "MsgID is read like MsgId");
+        let bad = b"<xml><ToUserName>gh</ToUserName><FromUserName>o</FromUserName>\
+            <CreateTime>soon</CreateTime><MsgType>text</MsgType></xml>";
+        assert_eq!(
+            Inbound::parse(bad).unwrap_err(),
+            XmlError::Invalid("CreateTime", "soon".into())
+        );
+        let no_event = format!("<xml>{HEAD}<MsgType>event</MsgType></xml>");
+        assert_eq!(
+            Inbound::parse(no_event.as_bytes()).unwrap_err(),
+            XmlError::Missing("Event")
+        );
+        // A message without MsgId still gets a stable key.
+        let xml = format!("<xml>{HEAD}<MsgType>text</MsgType><Content/></xml>");
+        assert_eq!(
+            Inbound::parse(xml.as_bytes()).unwrap().dedupe_key(),
+            "msg:o1:9:text"
+        );
+    }
+
+    #[test]
+    fn encrypted_body_needs_encrypt() {
+        let body = EncryptedBody::parse(
+            b"<xml><ToUserName>gh</ToUserName><Encrypt> QUJD </Encrypt></xml>",
+        )
+        .unwrap();
+        assert_eq!(
+            body,
+            EncryptedBody {
+                to_user_name: Some("gh".into()),
+                encrypt: "QUJD".into()
+            }
+        );
+        assert_eq!(
+            EncryptedBody::parse(b"<xml><Encrypt/></xml>").unwrap_err(),
+            XmlError::Missing("Encrypt")
+        );
+        assert_eq!(
+            EncryptedBody::parse(b"<!DOCTYPE x><xml/>").unwrap_err(),
+            XmlError::Doctype
+        );
     }
 
     #[test]

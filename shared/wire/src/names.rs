@@ -14,13 +14,22 @@ pub fn token(raw: &str) -> String {
         return "unknown".to_owned();
     }
     raw.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
 /// True when `raw` is already a valid subject token (used to validate appids in config).
 pub fn is_token(raw: &str) -> bool {
-    !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    !raw.is_empty()
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// Subject builders.
@@ -34,18 +43,30 @@ pub mod subjects {
 
     /// `<prefix>.<appid>.event.<event>`: an inbound event, its name lower-cased.
     pub fn event(prefix: &str, app_id: &str, event: &str) -> String {
-        format!("{prefix}.{}.event.{}", token(app_id), token(&event.to_ascii_lowercase()))
+        format!(
+            "{prefix}.{}.event.{}",
+            token(app_id),
+            token(&event.to_ascii_lowercase())
+        )
     }
 
     /// `<prefix>.*.message.>` and `<prefix>.*.event.>`: what the inbound stream holds.
     pub fn inbound_filters(prefix: &str) -> Vec<String> {
-        vec![format!("{prefix}.*.message.>"), format!("{prefix}.*.event.>")]
+        vec![
+            format!("{prefix}.*.message.>"),
+            format!("{prefix}.*.event.>"),
+        ]
     }
 
     /// `<prefix>.<appid>.reply.<gateway>.<key>`: the passive-reply rendezvous of one inbound
     /// message, answered by the gateway instance `<gateway>` that holds WeChat's request.
     pub fn reply(prefix: &str, app_id: &str, gateway: &str, key: &str) -> String {
-        format!("{prefix}.{}.reply.{}.{}", token(app_id), token(gateway), token(key))
+        format!(
+            "{prefix}.{}.reply.{}.{}",
+            token(app_id),
+            token(gateway),
+            token(key)
+        )
     }
 
     /// `<prefix>.*.reply.<gateway>.*`: every rendezvous one gateway instance answers.
@@ -85,7 +106,11 @@ pub mod subjects {
 
     /// The appid token of a subject under `prefix` (the second token), if any.
     pub fn app_id_of<'a>(prefix: &str, subject: &'a str) -> Option<&'a str> {
-        subject.strip_prefix(prefix)?.strip_prefix('.')?.split('.').next()
+        subject
+            .strip_prefix(prefix)?
+            .strip_prefix('.')?
+            .split('.')
+            .next()
     }
 }
 
@@ -94,7 +119,13 @@ pub mod streams {
     fn base(prefix: &str) -> String {
         prefix
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
             .collect()
     }
 
@@ -181,13 +212,22 @@ mod tests {
 
     #[test]
     fn subjects_escape_outside_data() {
-        assert_eq!(subjects::event("wechat", "wx1", "SCAN"), "wechat.wx1.event.scan");
-        assert_eq!(subjects::event("wechat", "wx1", "a.b*>c"), "wechat.wx1.event.a_b__c");
+        assert_eq!(
+            subjects::event("wechat", "wx1", "SCAN"),
+            "wechat.wx1.event.scan"
+        );
+        assert_eq!(
+            subjects::event("wechat", "wx1", "a.b*>c"),
+            "wechat.wx1.event.a_b__c"
+        );
         assert_eq!(subjects::message("t", "wx1", ""), "t.wx1.message.unknown");
         assert_eq!(subjects::app_id_of("t.x", "t.x.wx1.reply.g.k"), Some("wx1"));
         assert_eq!(streams::inbound("wechat"), "WECHAT_INBOUND");
         assert_eq!(streams::inbound("t-1a"), "T_1A_INBOUND");
-        assert_eq!(keys::access_token("wechat", "wx1"), "wechat:{wx1}:access_token");
+        assert_eq!(
+            keys::access_token("wechat", "wx1"),
+            "wechat:{wx1}:access_token"
+        );
         assert!(is_token("wx_1-a") && !is_token("wx.1") && !is_token(""));
     }
 }

@@ -45,7 +45,10 @@ pub fn verify_msg_signature(
     encrypt: &str,
     msg_signature: &str,
 ) -> bool {
-    signatures_match(msg_signature, &self::msg_signature(token, timestamp, nonce, encrypt))
+    signatures_match(
+        msg_signature,
+        &self::msg_signature(token, timestamp, nonce, encrypt),
+    )
 }
 
 #[cfg(test)]
@@ -58,6 +61,29 @@ mod tests {
             server_signature("test", "1410685589", "test"),
             "f21891de399b4e33a1a93c9a7b8a8fffb5a443ff"
         );
+    }
+
+    #[test]
+    fn sort_is_byte_order_not_locale() {
+        // Digits < uppercase < lowercase, and UTF-8 bytes after ASCII.
+        let parts = ["b", "B", "1", "é", "a"];
+        assert_eq!(sha1_sorted(&parts), sha1_sorted(&["1", "B", "a", "b", "é"]));
+        use sha1::{Digest, Sha1};
+        assert_eq!(
+            sha1_sorted(&parts),
+            hex::encode(Sha1::digest("1Babé".as_bytes()))
+        );
+        // No separator: the split between parts does not matter, only the sorted concatenation.
+        assert_eq!(sha1_sorted(&["ab", "c"]), sha1_sorted(&["a", "bc"]));
+        assert_eq!(sha1_sorted(&[]), hex::encode(Sha1::digest(b"")));
+    }
+
+    #[test]
+    fn safe_mode_signature_covers_encrypt() {
+        let sig = msg_signature("t", "1", "n", "E");
+        assert!(verify_msg_signature("t", "1", "n", "E", &sig));
+        assert!(!verify_msg_signature("t", "1", "n", "F", &sig));
+        assert!(!verify_server_signature("t", "1", "n", &sig));
     }
 
     #[test]

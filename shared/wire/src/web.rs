@@ -11,7 +11,9 @@ pub fn jssdk_string1(jsapi_ticket: &str, noncestr: &str, timestamp: &str, url: &
 
 /// The JS-SDK signature: `hex(sha1(string1))`.
 pub fn jssdk_signature(jsapi_ticket: &str, noncestr: &str, timestamp: &str, url: &str) -> String {
-    hex::encode(Sha1::digest(jssdk_string1(jsapi_ticket, noncestr, timestamp, url).as_bytes()))
+    hex::encode(Sha1::digest(
+        jssdk_string1(jsapi_ticket, noncestr, timestamp, url).as_bytes(),
+    ))
 }
 
 /// Percent-encodes every byte outside `[A-Za-z0-9_.~-]` (no safe characters).
@@ -49,4 +51,53 @@ pub fn oauth_authorize_url(
     }
     url.push_str("#wechat_redirect");
     url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_encoding_keeps_only_unreserved() {
+        assert_eq!(percent_encode("aZ09-_.~"), "aZ09-_.~");
+        assert_eq!(
+            percent_encode("a b+c/d?e=f&g#h%"),
+            "a%20b%2Bc%2Fd%3Fe%3Df%26g%23h%25"
+        );
+        assert_eq!(percent_encode("中"), "%E4%B8%AD");
+        assert_eq!(percent_encode(""), "");
+    }
+
+    #[test]
+    fn jssdk_drops_the_fragment_only() {
+        let plain = jssdk_string1("T", "N", "1", "https://e.com/p?a=1&b=%20");
+        assert_eq!(
+            plain,
+            "jsapi_ticket=T&noncestr=N&timestamp=1&url=https://e.com/p?a=1&b=%20"
+        );
+        assert_eq!(
+            jssdk_string1("T", "N", "1", "https://e.com/p?a=1&b=%20#x#y"),
+            plain
+        );
+        assert_eq!(
+            jssdk_signature("T", "N", "1", "https://e.com/#/route"),
+            jssdk_signature("T", "N", "1", "https://e.com/")
+        );
+    }
+
+    #[test]
+    fn authorize_url_orders_state_before_component() {
+        assert_eq!(
+            oauth_authorize_url(
+                "wx1",
+                "https://e.com/cb",
+                "snsapi_userinfo",
+                Some("S"),
+                Some("wxc")
+            ),
+            "https://open.weixin.qq.com/connect/oauth2/authorize?appid=wx1\
+             &redirect_uri=https%3A%2F%2Fe.com%2Fcb&response_type=code&scope=snsapi_userinfo\
+             &state=S&component_appid=wxc#wechat_redirect"
+        );
+    }
 }
