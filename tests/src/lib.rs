@@ -37,8 +37,10 @@ pub fn servers() -> &'static Servers {
     static SERVERS: OnceLock<Servers> = OnceLock::new();
     SERVERS.get_or_init(|| {
         #[allow(clippy::disallowed_methods)] // test-only variables, prefixed WXOA_TEST_
-        let (nats, redis) =
-            (std::env::var("WXOA_TEST_NATS_URL").ok(), std::env::var("WXOA_TEST_REDIS_URL").ok());
+        let (nats, redis) = (
+            std::env::var("WXOA_TEST_NATS_URL").ok(),
+            std::env::var("WXOA_TEST_REDIS_URL").ok(),
+        );
         let nats_url = nats.unwrap_or_else(|| {
             let server = OwnNats::start();
             let url = server.url.clone();
@@ -46,13 +48,19 @@ pub fn servers() -> &'static Servers {
             url
         });
         let redis_url = redis.unwrap_or_else(start_redis);
-        Servers { nats_url, redis_url }
+        Servers {
+            nats_url,
+            redis_url,
+        }
     })
 }
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// A short random id for prefixes and names.
@@ -62,13 +70,22 @@ pub fn unique_id() -> String {
 
 /// Runs `program args` under a watchdog shell that kills it when this test binary exits.
 fn spawn_watched(program: &str, args: &[String], hint: &str) -> Child {
-    if Command::new("sh").arg("-c").arg(format!("command -v {program}")).output().map(|o| !o.status.success()).unwrap_or(true) {
+    if Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
         panic!("{program} is not installed: {hint}");
     }
     let script = format!(
         "{program} {} & child=$!; trap 'kill $child 2>/dev/null' EXIT TERM; \
          while kill -0 {} 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.3; done",
-        args.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(" "),
+        args.iter()
+            .map(|a| format!("'{a}'"))
+            .collect::<Vec<_>>()
+            .join(" "),
         std::process::id()
     );
     Command::new("sh")
@@ -92,8 +109,17 @@ fn wait_for_port(port: u16, what: &str) {
 
 fn start_redis() -> String {
     let port = free_port();
-    let args = ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        .map(String::from);
+    let args = [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    .map(String::from);
     let child = spawn_watched("redis-server", &args, "apt-get install redis-server");
     std::mem::forget(child);
     wait_for_port(port, "redis-server");
@@ -115,7 +141,12 @@ impl OwnNats {
     pub fn start() -> OwnNats {
         let port = free_port();
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut server = OwnNats { url: format!("nats://127.0.0.1:{port}"), port, dir, child: None };
+        let mut server = OwnNats {
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+            dir,
+            child: None,
+        };
         server.restart();
         server
     }
@@ -123,7 +154,11 @@ impl OwnNats {
     /// Stops the server (a crash: SIGKILL to the watchdog's child).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("pkill").arg("-KILL").arg("-P").arg(child.id().to_string()).status();
+            let _ = Command::new("pkill")
+                .arg("-KILL")
+                .arg("-P")
+                .arg(child.id().to_string())
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -147,7 +182,11 @@ impl OwnNats {
             "-sd".into(),
             self.dir.path().display().to_string(),
         ];
-        self.child = Some(spawn_watched("nats-server", &args, "apt-get install nats-server"));
+        self.child = Some(spawn_watched(
+            "nats-server",
+            &args,
+            "apt-get install nats-server",
+        ));
         wait_for_port(self.port, "nats-server");
     }
 }
@@ -210,9 +249,19 @@ pub fn shared_config() -> Config {
 
 /// The path of a shared fixture (`../shared/fixtures/inbound/<name>` beside the checkout).
 pub fn fixture(name: &str) -> String {
-    let path: PathBuf =
-        [env!("CARGO_MANIFEST_DIR"), "..", "..", "shared", "fixtures", "inbound", name].iter().collect();
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading fixture {}: {e}", path.display()))
+    let path: PathBuf = [
+        env!("CARGO_MANIFEST_DIR"),
+        "..",
+        "..",
+        "shared",
+        "fixtures",
+        "inbound",
+        name,
+    ]
+    .iter()
+    .collect();
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading fixture {}: {e}", path.display()))
 }
 
 /// Polls `check` every 20 ms until it returns `Some`, for at most `timeout`.

@@ -24,13 +24,20 @@ struct Stack {
 impl Stack {
     async fn start(mut config: Config) -> Stack {
         let shutdown = CancellationToken::new();
-        let gateway = wxoa_gateway::App::build(&config, Health::default()).await.expect("gateway");
+        let gateway = wxoa_gateway::App::build(&config, Health::default())
+            .await
+            .expect("gateway");
         config.sim.gateway_url = format!("http://{}", gateway.local_addr());
         let sim = wxoa_sim::Sim::build(&config).await.expect("sim");
         let sim_url = sim.base_url();
         tokio::spawn(gateway.run(shutdown.clone()));
         tokio::spawn(sim.run(shutdown.clone()));
-        Stack { config, sim_url, http: reqwest::Client::new(), shutdown }
+        Stack {
+            config,
+            sim_url,
+            http: reqwest::Client::new(),
+            shutdown,
+        }
     }
 
     /// Asks the simulator to deliver a callback and returns its outcome.
@@ -49,7 +56,10 @@ impl Stack {
     async fn stream_len(&self) -> u64 {
         let nats = async_nats::connect(&self.config.nats.url).await.unwrap();
         let js = jetstream::new(nats);
-        let mut stream = js.get_stream(streams::inbound(&self.config.nats.prefix)).await.unwrap();
+        let mut stream = js
+            .get_stream(streams::inbound(&self.config.nats.prefix))
+            .await
+            .unwrap();
         stream.info().await.unwrap().state.messages
     }
 }
@@ -65,7 +75,10 @@ impl Drop for Stack {
 async fn spawn_replier(config: &Config) -> tokio::sync::mpsc::UnboundedReceiver<ReplyResponse> {
     let nats = async_nats::connect(&config.nats.url).await.unwrap();
     let js = jetstream::new(nats.clone());
-    let stream = js.get_stream(streams::inbound(&config.nats.prefix)).await.unwrap();
+    let stream = js
+        .get_stream(streams::inbound(&config.nats.prefix))
+        .await
+        .unwrap();
     let consumer = stream
         .get_or_create_consumer(
             "test-replier",
@@ -82,11 +95,23 @@ async fn spawn_replier(config: &Config) -> tokio::sync::mpsc::UnboundedReceiver<
         let mut messages = consumer.messages().await.unwrap();
         while let Some(Ok(msg)) = messages.next().await {
             let envelope: Value = serde_json::from_slice(&msg.payload).unwrap();
-            let subject = msg.headers.as_ref().and_then(|h| h.get(headers::REPLY_SUBJECT)).map(|v| v.to_string());
+            let subject = msg
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(headers::REPLY_SUBJECT))
+                .map(|v| v.to_string());
             if let Some(subject) = subject {
-                let content = format!("echo: {}", envelope["detail"]["content"].as_str().unwrap_or("?"));
-                let request = ReplyRequest { reply: Some(PassiveReply::Text { content }) };
-                let answer = nats.request(subject, serde_json::to_vec(&request).unwrap().into()).await.unwrap();
+                let content = format!(
+                    "echo: {}",
+                    envelope["detail"]["content"].as_str().unwrap_or("?")
+                );
+                let request = ReplyRequest {
+                    reply: Some(PassiveReply::Text { content }),
+                };
+                let answer = nats
+                    .request(subject, serde_json::to_vec(&request).unwrap().into())
+                    .await
+                    .unwrap();
                 let _ = tx.send(serde_json::from_slice(&answer.payload).unwrap());
             }
             msg.ack().await.unwrap();
@@ -99,12 +124,20 @@ async fn spawn_replier(config: &Config) -> tokio::sync::mpsc::UnboundedReceiver<
 async fn callback_to_stream_to_reply_in_every_mode() {
     let stack = Stack::start(shared_config()).await;
     let mut answers = spawn_replier(&stack.config).await;
-    for (app, mode) in [(PLAIN_APP, "plain"), (SAFE_APP, "safe"), (SAFE_APP, "compat")] {
+    for (app, mode) in [
+        (PLAIN_APP, "plain"),
+        (SAFE_APP, "safe"),
+        (SAFE_APP, "compat"),
+    ] {
         let outcome = stack
             .send(json!({"appid": app, "mode": mode, "message": {"type": "text", "from": "o_user", "content": format!("hi {mode}")}}))
             .await;
         assert_eq!(outcome["outcome"], "reply", "{mode}: {outcome:#}");
-        assert_eq!(outcome["reply"]["Content"], format!("echo: hi {mode}"), "{mode}");
+        assert_eq!(
+            outcome["reply"]["Content"],
+            format!("echo: hi {mode}"),
+            "{mode}"
+        );
         assert_eq!(outcome["reply"]["ToUserName"], "o_user");
         assert_eq!(outcome["attempts"].as_array().unwrap().len(), 1);
         assert_eq!(answers.recv().await.unwrap(), ReplyResponse::Taken);
@@ -128,8 +161,16 @@ async fn wechat_retries_are_deduplicated() {
         .await;
     assert_eq!(outcome["outcome"], "success", "{outcome:#}");
     let attempts = outcome["attempts"].as_array().unwrap();
-    assert_eq!(attempts.len(), 2, "first try timed out, the retry was answered: {outcome:#}");
-    assert_eq!(stack.stream_len().await, 1, "the retry was not stored twice");
+    assert_eq!(
+        attempts.len(),
+        2,
+        "first try timed out, the retry was answered: {outcome:#}"
+    );
+    assert_eq!(
+        stack.stream_len().await,
+        1,
+        "the retry was not stored twice"
+    );
 }
 
 #[tokio::test]
@@ -148,7 +189,10 @@ async fn nats_stopped_then_recovered_loses_nothing() {
              <MsgId>{id}</MsgId></xml>"
         )
     };
-    assert_eq!(stack.send(json!({"appid": PLAIN_APP, "xml": xml(1)})).await["outcome"], "success");
+    assert_eq!(
+        stack.send(json!({"appid": PLAIN_APP, "xml": xml(1)})).await["outcome"],
+        "success"
+    );
 
     nats.stop();
     let outcome = stack.send(json!({"appid": PLAIN_APP, "xml": xml(2)})).await;
@@ -164,7 +208,13 @@ async fn nats_stopped_then_recovered_loses_nothing() {
         async move { (fut.await["outcome"] == "success").then_some(()) }
     })
     .await;
-    assert!(delivered.is_some(), "the gateway recovers when NATS returns");
-    assert_eq!(stack.send(json!({"appid": PLAIN_APP, "xml": xml(3)})).await["outcome"], "success");
+    assert!(
+        delivered.is_some(),
+        "the gateway recovers when NATS returns"
+    );
+    assert_eq!(
+        stack.send(json!({"appid": PLAIN_APP, "xml": xml(3)})).await["outcome"],
+        "success"
+    );
     assert_eq!(stack.stream_len().await, 3, "1, 2 and 3, each exactly once");
 }

@@ -35,7 +35,9 @@ pub(crate) struct CallbackQuery {
 
 impl CallbackQuery {
     fn timestamp(&self) -> Result<&str, GatewayError> {
-        self.timestamp.as_deref().ok_or(GatewayError::Param("timestamp"))
+        self.timestamp
+            .as_deref()
+            .ok_or(GatewayError::Param("timestamp"))
     }
 
     fn nonce(&self) -> Result<&str, GatewayError> {
@@ -43,7 +45,9 @@ impl CallbackQuery {
     }
 
     fn is_encrypted(&self) -> bool {
-        self.encrypt_type.as_deref().is_some_and(|t| t.eq_ignore_ascii_case("aes"))
+        self.encrypt_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("aes"))
     }
 }
 
@@ -108,9 +112,15 @@ async fn handle(
     state.check_timestamp(timestamp)?;
     let encrypted = q.is_encrypted();
     let message = if encrypted {
-        let key = app.aes_key.as_ref().ok_or(GatewayError::Param("encrypt_type"))?;
+        let key = app
+            .aes_key
+            .as_ref()
+            .ok_or(GatewayError::Param("encrypt_type"))?;
         let outer = EncryptedBody::parse(body)?;
-        let msig = q.msg_signature.as_deref().ok_or(GatewayError::Param("msg_signature"))?;
+        let msig = q
+            .msg_signature
+            .as_deref()
+            .ok_or(GatewayError::Param("msg_signature"))?;
         if !signature::verify_msg_signature(&app.token, timestamp, nonce, &outer.encrypt, msig) {
             return Err(GatewayError::Signature);
         }
@@ -122,7 +132,10 @@ async fn handle(
         let plain = key.decrypt(&app.app_id, &outer.encrypt)?;
         Inbound::parse(&plain.message)?
     } else {
-        let sig = q.signature.as_deref().ok_or(GatewayError::Param("signature"))?;
+        let sig = q
+            .signature
+            .as_deref()
+            .ok_or(GatewayError::Param("signature"))?;
         if !signature::verify_server_signature(&app.token, timestamp, nonce, sig) {
             return Err(GatewayError::Signature);
         }
@@ -139,7 +152,12 @@ async fn handle(
         .as_ref()
         .map(|_| subjects::reply(&state.prefix, &app.app_id, &state.instance, &key));
 
-    let stored = publish(state, &env, reply_subject.as_deref().map(|s| (s, deadline_ms))).await;
+    let stored = publish(
+        state,
+        &env,
+        reply_subject.as_deref().map(|s| (s, deadline_ms)),
+    )
+    .await;
     let duplicate = match stored {
         Ok(duplicate) => duplicate,
         Err(e) => {
@@ -168,7 +186,10 @@ async fn handle(
         return Ok(("stored", success()));
     };
     let xml = render(&app, &env.message, &reply, encrypted, nonce);
-    Ok(("replied", ([(CONTENT_TYPE, "application/xml")], xml).into_response()))
+    Ok((
+        "replied",
+        ([(CONTENT_TYPE, "application/xml")], xml).into_response(),
+    ))
 }
 
 fn success() -> Response {
@@ -188,7 +209,9 @@ async fn publish(
         headers.insert(name, value);
     }
     let subject = env.message.subject(&state.prefix, &env.app_id);
-    let publish = PublishMessage::build().payload(Bytes::from(env.to_json())).headers(headers);
+    let publish = PublishMessage::build()
+        .payload(Bytes::from(env.to_json()))
+        .headers(headers);
     let timeout = Duration::from_millis(state.config.publish_timeout_ms);
     let ack = tokio::time::timeout(timeout, async {
         state.js.send_publish(subject, publish).await?.await
@@ -202,7 +225,13 @@ async fn publish(
     Ok(ack.duplicate)
 }
 
-fn render(app: &Arc<AppKeys>, message: &Inbound, reply: &PassiveReply, encrypted: bool, nonce: &str) -> String {
+fn render(
+    app: &Arc<AppKeys>,
+    message: &Inbound,
+    reply: &PassiveReply,
+    encrypted: bool,
+    nonce: &str,
+) -> String {
     let now_secs = wxoa_runtime::now_ms() / 1000;
     let xml = reply.to_xml(&message.from_user_name, &message.to_user_name, now_secs);
     match (&app.aes_key, encrypted) {

@@ -34,7 +34,10 @@ pub use state::GatewayState;
 pub fn router(state: GatewayState) -> Router {
     let limit = state.config.body_limit_bytes;
     Router::new()
-        .route("/wechat/{appid}", get(callback::verify_url).post(callback::receive))
+        .route(
+            "/wechat/{appid}",
+            get(callback::verify_url).post(callback::receive),
+        )
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -76,18 +79,30 @@ impl App {
         let listener = tokio::net::TcpListener::bind(config.gateway.listen).await?;
         tracing::info!(addr = %listener.local_addr()?, instance = %instance, "gateway listening");
         latch.release();
-        Ok(App { state, listener, subscriber, health })
+        Ok(App {
+            state,
+            listener,
+            subscriber,
+            health,
+        })
     }
 
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     /// Serves until `shutdown`: then stops accepting, lets in-flight callbacks finish and
     /// drains the NATS connection.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), GatewayError> {
-        let App { state, listener, subscriber, health } = self;
+        let App {
+            state,
+            listener,
+            subscriber,
+            health,
+        } = self;
         let client = state.client.clone();
         let replies = tokio::spawn(state.rendezvous.clone().serve(
             client.clone(),

@@ -32,19 +32,33 @@ pub(crate) struct Rendezvous {
 
 impl Rendezvous {
     /// Registers a waiter; `None` when one with this key is already waiting (a racing retry).
-    pub(crate) fn register(&self, key: &str, to_user_message: bool) -> Option<oneshot::Receiver<Decision>> {
+    pub(crate) fn register(
+        &self,
+        key: &str,
+        to_user_message: bool,
+    ) -> Option<oneshot::Receiver<Decision>> {
         let mut waiters = self.waiters.lock().expect("not poisoned");
         if waiters.contains_key(key) {
             return None;
         }
         let (tx, rx) = oneshot::channel();
-        waiters.insert(key.to_owned(), Waiter { to_user_message, tx });
+        waiters.insert(
+            key.to_owned(),
+            Waiter {
+                to_user_message,
+                tx,
+            },
+        );
         Some(rx)
     }
 
     /// Removes a waiter; true when it was still there (nobody answered it).
     pub(crate) fn cancel(&self, key: &str) -> bool {
-        self.waiters.lock().expect("not poisoned").remove(key).is_some()
+        self.waiters
+            .lock()
+            .expect("not poisoned")
+            .remove(key)
+            .is_some()
     }
 
     /// Hands a replier's request to its waiter and says how it went.
@@ -56,7 +70,9 @@ impl Rendezvous {
         if let Some(reply) = &request.reply
             && let Err(e) = reply.validate(waiter.to_user_message)
         {
-            return ReplyResponse::Rejected { error: e.to_string() };
+            return ReplyResponse::Rejected {
+                error: e.to_string(),
+            };
         }
         let waiter = waiters.remove(key).expect("present");
         drop(waiters);
@@ -78,10 +94,17 @@ impl Rendezvous {
                 _ = shutdown.cancelled() => break,
                 m = subscriber.next() => match m { Some(m) => m, None => break },
             };
-            let key = message.subject.rsplit('.').next().unwrap_or_default().to_owned();
+            let key = message
+                .subject
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
             let response = match serde_json::from_slice::<ReplyRequest>(&message.payload) {
                 Ok(request) => self.answer(&key, request),
-                Err(e) => ReplyResponse::Rejected { error: format!("reply request JSON: {e}") },
+                Err(e) => ReplyResponse::Rejected {
+                    error: format!("reply request JSON: {e}"),
+                },
             };
             if let Some(inbox) = message.reply {
                 let body = Bytes::from(serde_json::to_vec(&response).expect("serializes"));
@@ -99,7 +122,11 @@ mod tests {
     use super::*;
 
     fn text() -> ReplyRequest {
-        ReplyRequest { reply: Some(PassiveReply::Text { content: "hi".into() }) }
+        ReplyRequest {
+            reply: Some(PassiveReply::Text {
+                content: "hi".into(),
+            }),
+        }
     }
 
     #[test]
@@ -117,8 +144,13 @@ mod tests {
     fn invalid_reply_keeps_the_waiter() {
         let r = Rendezvous::default();
         let _rx = r.register("k", true).unwrap();
-        let news = ReplyRequest { reply: Some(PassiveReply::News { articles: vec![] }) };
-        assert!(matches!(r.answer("k", news), ReplyResponse::Rejected { .. }));
+        let news = ReplyRequest {
+            reply: Some(PassiveReply::News { articles: vec![] }),
+        };
+        assert!(matches!(
+            r.answer("k", news),
+            ReplyResponse::Rejected { .. }
+        ));
         assert_eq!(r.answer("k", text()), ReplyResponse::Taken);
     }
 

@@ -50,7 +50,12 @@ pub struct GatewayState {
 
 impl GatewayState {
     /// Builds the state from the config and a NATS connection.
-    pub fn new(config: &Config, client: async_nats::Client, health: &Health, instance: &str) -> Self {
+    pub fn new(
+        config: &Config,
+        client: async_nats::Client,
+        health: &Health,
+        instance: &str,
+    ) -> Self {
         let apps = config
             .apps
             .iter()
@@ -65,10 +70,17 @@ impl GatewayState {
             .collect();
         let metrics = OUTCOMES
             .iter()
-            .map(|&o| (o, health.counter("wxoa_gateway_callbacks_total", &format!("outcome=\"{o}\""))))
+            .map(|&o| {
+                (
+                    o,
+                    health.counter("wxoa_gateway_callbacks_total", &format!("outcome=\"{o}\"")),
+                )
+            })
             .collect();
         let mut js = async_nats::jetstream::new(client.clone());
-        js.set_timeout(std::time::Duration::from_millis(config.gateway.publish_timeout_ms));
+        js.set_timeout(std::time::Duration::from_millis(
+            config.gateway.publish_timeout_ms,
+        ));
         GatewayState {
             apps: Arc::new(apps),
             client,
@@ -82,11 +94,16 @@ impl GatewayState {
     }
 
     pub(crate) fn app(&self, app_id: &str) -> Result<Arc<AppKeys>, GatewayError> {
-        self.apps.get(app_id).cloned().ok_or(GatewayError::UnknownApp)
+        self.apps
+            .get(app_id)
+            .cloned()
+            .ok_or(GatewayError::UnknownApp)
     }
 
     pub(crate) fn check_timestamp(&self, timestamp: &str) -> Result<(), GatewayError> {
-        let ts: i64 = timestamp.parse().map_err(|_| GatewayError::Param("timestamp"))?;
+        let ts: i64 = timestamp
+            .parse()
+            .map_err(|_| GatewayError::Param("timestamp"))?;
         let window = self.config.timestamp_window_secs;
         if window > 0 && (wxoa_runtime::now_ms() / 1000 - ts).unsigned_abs() > window {
             return Err(GatewayError::StaleTimestamp);

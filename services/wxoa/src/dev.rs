@@ -39,7 +39,9 @@ struct LocalServers {
 
 pub(crate) async fn run(mut config: Config) -> anyhow::Result<()> {
     if config.apps.is_empty() {
-        config.apps = Config::from_toml(DEMO_APPS).expect("demo apps are valid").apps;
+        config.apps = Config::from_toml(DEMO_APPS)
+            .expect("demo apps are valid")
+            .apps;
     }
     let _servers = ensure_servers(&mut config).await?;
     let (health, shutdown) = start_admin(&config).await?;
@@ -53,8 +55,18 @@ pub(crate) async fn run(mut config: Config) -> anyhow::Result<()> {
     print_banner(&config, gateway.local_addr(), &sim.base_url());
     let all = async {
         tokio::try_join!(
-            async { gateway.run(shutdown.clone()).await.map_err(anyhow::Error::from) },
-            async { token.run(shutdown.clone()).await.map_err(anyhow::Error::from) },
+            async {
+                gateway
+                    .run(shutdown.clone())
+                    .await
+                    .map_err(anyhow::Error::from)
+            },
+            async {
+                token
+                    .run(shutdown.clone())
+                    .await
+                    .map_err(anyhow::Error::from)
+            },
             async { sim.run(shutdown.clone()).await.map_err(anyhow::Error::from) },
         )
     };
@@ -63,7 +75,11 @@ pub(crate) async fn run(mut config: Config) -> anyhow::Result<()> {
 }
 
 fn print_banner(config: &Config, gateway: std::net::SocketAddr, sim: &str) {
-    let admin = config.admin.listen.map(|a| a.to_string()).unwrap_or_else(|| "off".into());
+    let admin = config
+        .admin
+        .listen
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| "off".into());
     println!(
         "\nwxoa dev is running\n\
          \n  gateway    http://127.0.0.1:{port}/wechat/<appid>   (callback URL)\
@@ -81,19 +97,35 @@ fn print_banner(config: &Config, gateway: std::net::SocketAddr, sim: &str) {
         nats = config.nats.url,
         prefix = config.nats.prefix,
         stream = wxoa_wire::names::streams::inbound(&config.nats.prefix),
-        apps = config.apps.iter().map(|a| a.appid.as_str()).collect::<Vec<_>>().join(", "),
+        apps = config
+            .apps
+            .iter()
+            .map(|a| a.appid.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
     );
 }
 
 /// Starts nats-server and redis-server when nothing answers at the configured URLs.
 async fn ensure_servers(config: &mut Config) -> anyhow::Result<LocalServers> {
-    let mut servers = LocalServers { _children: Vec::new(), _dirs: Vec::new() };
+    let mut servers = LocalServers {
+        _children: Vec::new(),
+        _dirs: Vec::new(),
+    };
     if !answers(&config.nats.url).await {
         let port = free_port()?;
         let dir = tempfile::tempdir()?;
         let child = spawn(
             "nats-server",
-            &["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd", &dir.path().display().to_string()],
+            &[
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-js",
+                "-sd",
+                &dir.path().display().to_string(),
+            ],
             "install it: apt-get install nats-server (Debian/Ubuntu), or see https://nats.io",
         )?;
         config.nats.url = format!("nats://127.0.0.1:{port}");
@@ -108,7 +140,18 @@ async fn ensure_servers(config: &mut Config) -> anyhow::Result<LocalServers> {
         let dir = tempfile::tempdir()?;
         let child = spawn(
             "redis-server",
-            &["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", &dir.path().display().to_string()],
+            &[
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                &dir.path().display().to_string(),
+            ],
             "install it: apt-get install redis-server (Debian/Ubuntu)",
         )?;
         let url = format!("redis://127.0.0.1:{port}");
@@ -122,7 +165,12 @@ async fn ensure_servers(config: &mut Config) -> anyhow::Result<LocalServers> {
 }
 
 fn spawn(program: &str, args: &[&str], hint: &str) -> anyhow::Result<Child> {
-    match Command::new(program).args(args).kill_on_drop(true).stdout(std::process::Stdio::null()).spawn() {
+    match Command::new(program)
+        .args(args)
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+    {
         Ok(child) => Ok(child),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             bail!("{program} is not installed and nothing answers at the configured URL; {hint}")
@@ -132,7 +180,9 @@ fn spawn(program: &str, args: &[&str], hint: &str) -> anyhow::Result<Child> {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// `host:port` of a `scheme://[user:pass@]host:port[/...]` URL.
@@ -144,9 +194,15 @@ fn host_port(url: &str) -> Option<String> {
 }
 
 async fn answers(url: &str) -> bool {
-    let Some(addr) = host_port(url) else { return false };
+    let Some(addr) = host_port(url) else {
+        return false;
+    };
     matches!(
-        tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr)).await,
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            tokio::net::TcpStream::connect(addr)
+        )
+        .await,
         Ok(Ok(_))
     )
 }
@@ -167,14 +223,23 @@ mod tests {
 
     #[test]
     fn host_port_of_urls() {
-        assert_eq!(host_port("nats://127.0.0.1:4222").as_deref(), Some("127.0.0.1:4222"));
+        assert_eq!(
+            host_port("nats://127.0.0.1:4222").as_deref(),
+            Some("127.0.0.1:4222")
+        );
         assert_eq!(host_port("redis://:pw@h:6379/0").as_deref(), Some("h:6379"));
     }
 
     #[test]
     fn demo_apps_parse() {
         let apps = Config::from_toml(DEMO_APPS).unwrap().apps;
-        assert!(apps.iter().any(|a| a.appid == DEMO_SAFE_APP && a.aes_key.is_some()));
-        assert!(apps.iter().any(|a| a.appid == DEMO_PLAIN_APP && a.aes_key.is_none()));
+        assert!(
+            apps.iter()
+                .any(|a| a.appid == DEMO_SAFE_APP && a.aes_key.is_some())
+        );
+        assert!(
+            apps.iter()
+                .any(|a| a.appid == DEMO_PLAIN_APP && a.aes_key.is_none())
+        );
     }
 }

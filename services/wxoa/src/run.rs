@@ -15,29 +15,50 @@ pub(crate) async fn command(command: Command, config: Config) -> anyhow::Result<
         Command::Gateway => {
             let (health, shutdown) = start_admin(&config).await?;
             let app = wxoa_gateway::App::build(&config, health).await?;
-            with_grace(&config, &shutdown, app.run(shutdown.clone())).await.transpose()?;
+            with_grace(&config, &shutdown, app.run(shutdown.clone()))
+                .await
+                .transpose()?;
             Ok(())
         }
         Command::Token => {
             let (health, shutdown) = start_admin(&config).await?;
             let app = wxoa_token::App::build(&config, health).await?;
-            with_grace(&config, &shutdown, app.run(shutdown.clone())).await.transpose()?;
+            with_grace(&config, &shutdown, app.run(shutdown.clone()))
+                .await
+                .transpose()?;
             Ok(())
         }
-        Command::Sim { command: None | Some(SimCommand::Serve) } => {
+        Command::Sim {
+            command: None | Some(SimCommand::Serve),
+        } => {
             let shutdown = wxoa_runtime::shutdown::token_on_signal();
             let sim = wxoa_sim::Sim::build(&config).await?;
             tracing::info!(url = %sim.base_url(), "simulator listening");
             sim.run(shutdown).await?;
             Ok(())
         }
-        Command::Sim { command: Some(SimCommand::Send { sim, app, from, text, event, event_key, mode }) } => {
+        Command::Sim {
+            command:
+                Some(SimCommand::Send {
+                    sim,
+                    app,
+                    from,
+                    text,
+                    event,
+                    event_key,
+                    mode,
+                }),
+        } => {
             let app = app
                 .or_else(|| config.apps.first().map(|a| a.appid.clone()))
                 .unwrap_or_else(|| crate::dev::DEMO_SAFE_APP.to_owned());
             let message = match event {
-                Some(event) => serde_json::json!({"type": "event", "from": from, "event": event, "event_key": event_key}),
-                None => serde_json::json!({"type": "text", "from": from, "content": text.unwrap_or_else(|| "hello".into())}),
+                Some(event) => {
+                    serde_json::json!({"type": "event", "from": from, "event": event, "event_key": event_key})
+                }
+                None => {
+                    serde_json::json!({"type": "text", "from": from, "content": text.unwrap_or_else(|| "hello".into())})
+                }
             };
             let body = serde_json::json!({"appid": app, "mode": mode, "message": message});
             let outcome: serde_json::Value = reqwest::Client::new()
@@ -52,7 +73,9 @@ pub(crate) async fn command(command: Command, config: Config) -> anyhow::Result<
             println!("{}", serde_json::to_string_pretty(&outcome)?);
             Ok(())
         }
-        Command::Sim { command: Some(SimCommand::Stats { sim }) } => {
+        Command::Sim {
+            command: Some(SimCommand::Stats { sim }),
+        } => {
             let stats: serde_json::Value = reqwest::get(format!("{sim}/_sim/stats"))
                 .await
                 .with_context(|| format!("reaching the simulator at {sim}"))?
@@ -96,7 +119,10 @@ pub(crate) async fn with_grace<T>(
     match tokio::time::timeout(grace, task).await {
         Ok(out) => Some(out),
         Err(_) => {
-            tracing::warn!(?grace, "in-flight work did not finish within the grace period");
+            tracing::warn!(
+                ?grace,
+                "in-flight work did not finish within the grace period"
+            );
             None
         }
     }

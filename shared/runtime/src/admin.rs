@@ -51,12 +51,20 @@ impl Health {
 
     /// Readiness also requires this NATS connection to be connected.
     pub fn watch_nats(&self, client: &async_nats::Client) {
-        self.inner.nats.lock().expect("not poisoned").push(client.clone());
+        self.inner
+            .nats
+            .lock()
+            .expect("not poisoned")
+            .push(client.clone());
     }
 
     /// Readiness also requires this Redis connection to answer PING.
     pub fn watch_redis(&self, conn: &redis::aio::ConnectionManager) {
-        self.inner.redis.lock().expect("not poisoned").push(conn.clone());
+        self.inner
+            .redis
+            .lock()
+            .expect("not poisoned")
+            .push(conn.clone());
     }
 
     /// Marks the process as shutting down: not ready from now on.
@@ -134,7 +142,10 @@ pub fn router(health: Health) -> Router {
                 }
             }),
         )
-        .route("/metrics", get(|State(h): State<Health>| async move { h.render_metrics() }))
+        .route(
+            "/metrics",
+            get(|State(h): State<Health>| async move { h.render_metrics() }),
+        )
         .with_state(health)
 }
 

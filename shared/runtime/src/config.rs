@@ -154,7 +154,10 @@ pub struct WechatConfig {
 
 impl Default for WechatConfig {
     fn default() -> Self {
-        WechatConfig { api_base: "https://api.weixin.qq.com".into(), timeout_ms: 5000 }
+        WechatConfig {
+            api_base: "https://api.weixin.qq.com".into(),
+            timeout_ms: 5000,
+        }
     }
 }
 
@@ -264,7 +267,10 @@ pub struct AdminConfig {
 
 impl Default for AdminConfig {
     fn default() -> Self {
-        AdminConfig { listen: Some(([0, 0, 0, 0], 9090).into()), shutdown_grace_secs: 10 }
+        AdminConfig {
+            listen: Some(([0, 0, 0, 0], 9090).into()),
+            shutdown_grace_secs: 10,
+        }
     }
 }
 
@@ -280,7 +286,10 @@ pub struct TelemetryConfig {
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        TelemetryConfig { log_format: LogFormat::Auto, log_filter: "info".into() }
+        TelemetryConfig {
+            log_format: LogFormat::Auto,
+            log_filter: "info".into(),
+        }
     }
 }
 
@@ -386,7 +395,11 @@ impl TryFrom<RawApp> for AppConfig {
         if raw.token.expose_secret().is_empty() {
             return Err(format!("app {}: token must not be empty", raw.appid));
         }
-        let aes_key = match raw.encoding_aes_key.as_ref().map(|k| k.expose_secret().trim()) {
+        let aes_key = match raw
+            .encoding_aes_key
+            .as_ref()
+            .map(|k| k.expose_secret().trim())
+        {
             None | Some("") => None,
             Some(key) => Some(
                 AesKey::from_encoding_aes_key(key)
@@ -427,8 +440,10 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let mut root = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.into(),
+                    source,
+                })?;
                 text.parse::<toml::Table>().map_err(|e| ConfigError::Toml {
                     path: path.into(),
                     message: e.to_string(),
@@ -436,12 +451,16 @@ impl Config {
             }
             None => toml::Table::new(),
         };
-        let mut vars: Vec<(&String, &String)> =
-            env.iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+        let mut vars: Vec<(&String, &String)> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
         vars.sort();
         for (key, value) in vars {
-            let path: Vec<String> =
-                key[ENV_PREFIX.len()..].split("__").map(|p| p.to_ascii_lowercase()).collect();
+            let path: Vec<String> = key[ENV_PREFIX.len()..]
+                .split("__")
+                .map(|p| p.to_ascii_lowercase())
+                .collect();
             set_path(&mut root, &path, env_value(value))?;
         }
         Config::from_table(root)
@@ -468,7 +487,12 @@ impl Config {
                 });
             }
         }
-        if !config.nats.prefix.split('.').all(wxoa_wire::names::is_token) {
+        if !config
+            .nats
+            .prefix
+            .split('.')
+            .all(wxoa_wire::names::is_token)
+        {
             return Err(ConfigError::Invalid(format!(
                 "nats.prefix {:?} must be dot-separated [A-Za-z0-9_-]+ tokens",
                 config.nats.prefix
@@ -494,8 +518,14 @@ fn env_value(raw: &str) -> toml::Value {
     toml::Value::String(raw.to_owned())
 }
 
-fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), ConfigError> {
-    let (head, rest) = path.split_first().ok_or_else(|| ConfigError::Invalid("empty key".into()))?;
+fn set_path(
+    table: &mut toml::Table,
+    path: &[String],
+    value: toml::Value,
+) -> Result<(), ConfigError> {
+    let (head, rest) = path
+        .split_first()
+        .ok_or_else(|| ConfigError::Invalid("empty key".into()))?;
     if rest.is_empty() {
         table.insert(head.clone(), value);
         return Ok(());
@@ -510,9 +540,9 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
     match entry {
         toml::Value::Table(t) => set_path(t, rest, value),
         toml::Value::Array(items) => {
-            let index: usize = rest[0]
-                .parse()
-                .map_err(|_| ConfigError::Invalid(format!("{head}: {} is not an index", rest[0])))?;
+            let index: usize = rest[0].parse().map_err(|_| {
+                ConfigError::Invalid(format!("{head}: {} is not an index", rest[0]))
+            })?;
             while items.len() <= index {
                 items.push(toml::Value::Table(toml::Table::new()));
             }
@@ -594,15 +624,20 @@ mod tests {
         assert_eq!(c.apps[0].token.expose_secret(), "123456");
         assert!(c.apps[0].aes_key.is_some() && c.apps[1].aes_key.is_none());
         let debug = format!("{c:?}");
-        assert!(!debug.contains("s3cret-value") && !debug.contains("123456"), "{debug}");
+        assert!(
+            !debug.contains("s3cret-value") && !debug.contains("123456"),
+            "{debug}"
+        );
     }
 
     #[test]
     fn bad_input_is_a_clear_error() {
         let err = Config::from_toml("[[apps]]\nappid='wx.1'\nsecret='s'\ntoken='t'").unwrap_err();
         assert!(err.to_string().contains("appid"), "{err}");
-        let err = Config::from_toml("[[apps]]\nappid='wx1'\nsecret='s'\ntoken='t'\nencoding_aes_key='short'")
-            .unwrap_err();
+        let err = Config::from_toml(
+            "[[apps]]\nappid='wx1'\nsecret='s'\ntoken='t'\nencoding_aes_key='short'",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("40004"), "{err}");
         assert!(Config::from_toml("[gateway]\nlisten_typo = 1").is_err());
         assert!(Config::from_toml("[nats]\nprefix='a b'").is_err());

@@ -47,7 +47,10 @@ pub async fn nats(config: &NatsConfig, name: &str) -> Result<async_nats::Client,
         })
         .connect(&config.url)
         .await
-        .map_err(|source| ConnectError::Nats { url: config.url.clone(), source })
+        .map_err(|source| ConnectError::Nats {
+            url: config.url.clone(),
+            source,
+        })
 }
 
 /// Connects to Redis with a reconnecting connection manager.
@@ -84,5 +87,8 @@ pub async fn inbound_stream(
         ..Default::default()
     })
     .await
-    .map_err(|e| ConnectError::Stream { name, message: e.to_string() })
+    .map_err(|e| ConnectError::Stream {
+        name,
+        message: e.to_string(),
+    })
 }

@@ -13,6 +13,7 @@
 //! - [`envelope`]: the JSON event envelope and its NATS headers.
 //! - [`names`]: subjects, streams, headers and Redis keys.
 //! - [`web`]: the JS-SDK signature and the OAuth2 authorize URL.
+//! - [`token`]: the token service's NATS contracts (invalidate, refreshed) and token fingerprints.
 
 pub mod crypto;
 pub mod envelope;
@@ -20,4 +21,5 @@ pub mod inbound;
 pub mod names;
 pub mod reply;
 pub mod signature;
+pub mod token;
 pub mod web;

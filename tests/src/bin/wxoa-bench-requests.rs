@@ -11,11 +11,17 @@ use wxoa_wire::signature;
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 6 {
-        anyhow::bail!("usage: {} OUT COUNT THREADS APPID TOKEN [ENCODING_AES_KEY]", args[0]);
+        anyhow::bail!(
+            "usage: {} OUT COUNT THREADS APPID TOKEN [ENCODING_AES_KEY]",
+            args[0]
+        );
     }
     let (out, count, threads): (&str, u64, u64) = (&args[1], args[2].parse()?, args[3].parse()?);
     let (app, token) = (&args[4], &args[5]);
-    let key = args.get(6).map(|k| AesKey::from_encoding_aes_key(k)).transpose()?;
+    let key = args
+        .get(6)
+        .map(|k| AesKey::from_encoding_aes_key(k))
+        .transpose()?;
     let (timestamp, nonce) = ("1700000000", "424242");
     let sig = signature::server_signature(token, timestamp, nonce);
     for thread in 0..threads {
@@ -27,7 +33,9 @@ fn main() -> anyhow::Result<()> {
                  <Content><![CDATA[benchmark message]]></Content><MsgId>{}</MsgId></xml>",
                 thread * 1_000_000_000 + i
             );
-            let base = format!("/wechat/{app}?signature={sig}&timestamp={timestamp}&nonce={nonce}&openid=o_bench_{thread}");
+            let base = format!(
+                "/wechat/{app}?signature={sig}&timestamp={timestamp}&nonce={nonce}&openid=o_bench_{thread}"
+            );
             match &key {
                 None => writeln!(file, "{base}\t{xml}")?,
                 Some(key) => {
