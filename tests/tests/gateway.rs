@@ -106,36 +106,42 @@ async fn post(url: &str, body: String) -> (u16, String) {
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
-/// Answers every rendezvous on the gateway's subjects with `reply`, reporting what it saw.
+/// Answers every rendezvous with `reply`, reporting what it saw: a replier as any consumer
+/// would be, a durable pull consumer on the inbound stream.
 async fn spawn_replier(
     nats: async_nats::Client,
     prefix: String,
     reply: Option<PassiveReply>,
 ) -> tokio::sync::mpsc::UnboundedReceiver<(async_nats::HeaderMap, ReplyResponse)> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let ready = tokio::sync::oneshot::channel::<()>();
-    let (ready_tx, ready_rx) = ready;
+    let js = jetstream::new(nats.clone());
+    let stream = js.get_stream(streams::inbound(&prefix)).await.unwrap();
+    let consumer = stream
+        .get_or_create_consumer(
+            "replier",
+            jetstream::consumer::pull::Config {
+                durable_name: Some("replier".into()),
+                deliver_policy: jetstream::consumer::DeliverPolicy::New,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
     tokio::spawn(async move {
-        let mut sub = nats
-            .subscribe(format!("{prefix}.*.message.>"))
-            .await
-            .unwrap();
-        nats.flush().await.unwrap();
-        let _ = ready_tx.send(());
-        while let Some(msg) = sub.next().await {
+        let mut messages = consumer.messages().await.unwrap();
+        while let Some(Ok(msg)) = messages.next().await {
             let h = msg.headers.clone().unwrap_or_default();
-            let Some(subject) = h.get(headers::REPLY_SUBJECT).map(|v| v.to_string()) else {
-                continue;
-            };
-            let body = serde_json::to_vec(&ReplyRequest {
-                reply: reply.clone(),
-            })
-            .unwrap();
-            let resp = nats.request(subject, body.into()).await.unwrap();
-            let _ = tx.send((h, serde_json::from_slice(&resp.payload).unwrap()));
+            if let Some(subject) = h.get(headers::REPLY_SUBJECT).map(|v| v.to_string()) {
+                let body = serde_json::to_vec(&ReplyRequest {
+                    reply: reply.clone(),
+                })
+                .unwrap();
+                let resp = nats.request(subject, body.into()).await.unwrap();
+                let _ = tx.send((h, serde_json::from_slice(&resp.payload).unwrap()));
+            }
+            msg.ack().await.unwrap();
         }
     });
-    let _ = ready_rx.await;
     rx
 }
 
@@ -308,7 +314,10 @@ async fn passive_reply_via_rendezvous_in_plaintext_and_safe_mode() {
     assert_eq!(doc.root().get("Content"), Some("你好 ]]> <b>"));
     assert_eq!(doc.root().get("ToUserName"), Some("o_user"));
     assert_eq!(doc.root().get("FromUserName"), Some("gh_plain"));
-    let (h, answer) = seen.recv().await.unwrap();
+    let (h, answer) = tokio::time::timeout(Duration::from_secs(10), seen.recv())
+        .await
+        .expect("replier answered")
+        .unwrap();
     assert_eq!(answer, ReplyResponse::Taken);
     let subject = h.get(headers::REPLY_SUBJECT).unwrap().to_string();
     assert!(
@@ -349,7 +358,14 @@ async fn passive_reply_via_rendezvous_in_plaintext_and_safe_mode() {
         .unwrap();
     let inner = Document::parse(&plain.message).unwrap();
     assert_eq!(inner.root().get("Content"), Some("你好 ]]> <b>"));
-    assert_eq!(seen.recv().await.unwrap().1, ReplyResponse::Taken);
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(10), seen.recv())
+            .await
+            .expect("replier answered")
+            .unwrap()
+            .1,
+        ReplyResponse::Taken
+    );
     gw.stop().await;
 }
 
@@ -404,7 +420,14 @@ async fn late_reply_is_told_late_and_explicit_no_reply_answers_success() {
     )
     .await;
     assert_eq!((status, body.as_str()), (200, "success"));
-    assert_eq!(seen.recv().await.unwrap().1, ReplyResponse::Taken);
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(10), seen.recv())
+            .await
+            .expect("replier answered")
+            .unwrap()
+            .1,
+        ReplyResponse::Taken
+    );
     gw.stop().await;
 }
 

@@ -2,7 +2,6 @@
 //! (messages and events in plaintext, compatible and safe mode).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -212,13 +211,10 @@ async fn publish(
     let publish = PublishMessage::build()
         .payload(Bytes::from(env.to_json()))
         .headers(headers);
-    let timeout = Duration::from_millis(state.config.publish_timeout_ms);
-    let ack = tokio::time::timeout(timeout, async {
-        state.js.send_publish(subject, publish).await?.await
-    })
-    .await
-    .map_err(|_| GatewayError::Publish("no PubAck in time".into()))?
-    .map_err(|e| GatewayError::Publish(e.to_string()))?;
+    // The JetStream context's timeout (gateway.publish_timeout_ms) bounds the send and the PubAck.
+    let ack = async { state.js.send_publish(subject, publish).await?.await }
+        .await
+        .map_err(|e| GatewayError::Publish(e.to_string()))?;
     if ack.duplicate {
         tracing::debug!(msg_id = %env.id, "ack.duplicate");
     }
@@ -245,14 +241,5 @@ fn render(
             nonce,
         ),
         _ => xml,
-    }
-}
-
-/// Counts a request outcome.
-impl GatewayState {
-    pub(crate) fn count(&self, outcome: &'static str) {
-        if let Some(counter) = self.metrics.get(outcome) {
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
     }
 }

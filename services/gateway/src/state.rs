@@ -35,17 +35,28 @@ pub(crate) const OUTCOMES: &[&str] = &[
     "internal",
 ];
 
-/// Cloned into every request.
+/// Cloned into every request: one reference count.
 #[derive(Clone)]
-pub struct GatewayState {
-    apps: Arc<HashMap<String, Arc<AppKeys>>>,
+pub struct GatewayState(Arc<Inner>);
+
+/// What [`GatewayState`] holds.
+pub struct Inner {
+    apps: HashMap<String, Arc<AppKeys>>,
     pub(crate) client: async_nats::Client,
     pub(crate) js: async_nats::jetstream::Context,
-    pub(crate) prefix: Arc<str>,
-    pub(crate) instance: Arc<str>,
-    pub(crate) config: Arc<GatewayConfig>,
+    pub(crate) prefix: String,
+    pub(crate) instance: String,
+    pub(crate) config: GatewayConfig,
     pub(crate) rendezvous: Rendezvous,
-    pub(crate) metrics: Arc<HashMap<&'static str, Arc<AtomicU64>>>,
+    metrics: Vec<(&'static str, Arc<AtomicU64>)>,
+}
+
+impl std::ops::Deref for GatewayState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
 }
 
 impl GatewayState {
@@ -81,15 +92,22 @@ impl GatewayState {
         js.set_timeout(std::time::Duration::from_millis(
             config.gateway.publish_timeout_ms,
         ));
-        GatewayState {
-            apps: Arc::new(apps),
+        GatewayState(Arc::new(Inner {
+            apps,
             client,
             js,
-            prefix: config.nats.prefix.as_str().into(),
-            instance: instance.into(),
-            config: Arc::new(config.gateway.clone()),
+            prefix: config.nats.prefix.clone(),
+            instance: instance.to_owned(),
+            config: config.gateway.clone(),
             rendezvous: Rendezvous::default(),
-            metrics: Arc::new(metrics),
+            metrics,
+        }))
+    }
+
+    /// Counts a request outcome (a label of [`OUTCOMES`]).
+    pub(crate) fn count(&self, outcome: &'static str) {
+        if let Some((_, counter)) = self.metrics.iter().find(|(o, _)| *o == outcome) {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

@@ -6,6 +6,10 @@ mod run;
 
 use clap::Parser;
 
+/// mimalloc: the gateway's hot path allocates many small, short-lived buffers per request.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
