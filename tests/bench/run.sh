@@ -50,7 +50,13 @@ export WXOA_BENCH_FILE="$tmp/requests"
 # Enough unique messages for the run (a request beyond them repeats one: a dedupe hit).
 target/release/wxoa-bench-requests "$WXOA_BENCH_FILE" "${WXOA_BENCH_COUNT:-800000}" 2 wxbench000000001 bench-token $aes
 
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime, in clock ticks
+gw_pid=${pids[1]}; nats_pid=${pids[0]}; hz=$(getconf CLK_TCK)
+gw0=$(cpu "$gw_pid"); nats0=$(cpu "$nats_pid")
 echo "== gateway full path, $mode mode, $duration, $connections connections, $(nproc) cores"
-wrk -t2 -c"$connections" -d"$duration" --latency -s tests/bench/gateway.lua "http://127.0.0.1:$gw_port"
+wrk -t2 -c"$connections" -d"$duration" --latency -s tests/bench/gateway.lua "http://127.0.0.1:$gw_port" | tee "$tmp/wrk.out"
+total=$(awk '/requests in/ {print $1}' "$tmp/wrk.out")
+gw1=$(cpu "$gw_pid"); nats1=$(cpu "$nats_pid")
+echo "== CPU per request: gateway $(( (gw1 - gw0) * 1000000 / hz / total )) us, nats-server $(( (nats1 - nats0) * 1000000 / hz / total )) us"
 echo "== gateway counters"
 curl -s "http://127.0.0.1:$admin_port/metrics" | grep -v '^#' | grep -v ' 0$' || true

@@ -6,6 +6,8 @@
 //! prefix from [`test_config`], so tests run in parallel on shared servers. Fault tests start an
 //! [`OwnNats`] they can stop and restart. A missing server binary fails with the install hint.
 
+#![warn(missing_docs)]
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -12,6 +12,8 @@
 //! - [`state`]: apps, JetStream, metrics.
 //! - [`error`]: [`GatewayError`] and its one mapping to HTTP.
 
+#![warn(missing_docs)]
+
 pub mod callback;
 pub mod error;
 mod rendezvous;

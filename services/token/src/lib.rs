@@ -31,6 +31,8 @@
 //! - [`policy`]: pure decisions (key TTL, when to refresh, the force-refresh budget).
 //! - [`TokenError`]: every failure.
 
+#![warn(missing_docs)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -11,6 +11,8 @@
 //! - [`connect`]: NATS and Redis connections, stream provisioning.
 //! - [`admin`]: the admin server, readiness and metrics.
 
+#![warn(missing_docs)]
+
 pub mod admin;
 pub mod config;
 pub mod connect;

@@ -15,6 +15,8 @@
 //! - [`web`]: the JS-SDK signature and the OAuth2 authorize URL.
 //! - [`token`]: the token service's NATS contracts (invalidate, refreshed) and token fingerprints.
 
+#![warn(missing_docs)]
+
 pub mod crypto;
 pub mod envelope;
 pub mod inbound;
