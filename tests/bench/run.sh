@@ -38,7 +38,7 @@ log_filter = "warn"
 appid = "wxbench000000001"
 secret = "bench-secret"
 token = "bench-token"
-encoding_aes_key = "$key"
+$([ "$mode" = safe ] && echo "encoding_aes_key = \"$key\"")
 TOML
 for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$nats_port") 2>/dev/null && break; sleep 0.05; done
 WXOA_CONFIG="$tmp/wxoa.toml" ${WXOA_BENCH_ENV:-} target/release/wxoa gateway >"$tmp/gateway.log" 2>&1 &

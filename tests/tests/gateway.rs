@@ -184,6 +184,10 @@ async fn bad_input_is_rejected_and_nothing_is_stored() {
             .0,
         403
     );
+    // Plaintext for an app configured with an AES key: a downgrade, refused.
+    let (safe_url, _) = safe_request(&gw.url, &xml);
+    let downgrade = safe_url.split("&encrypt_type").next().unwrap().to_owned();
+    assert_eq!(post(&downgrade, xml.clone()).await.0, 400);
     // Unknown app.
     assert_eq!(
         post(&plain_url(&gw.url, "wxnobody", &ts), xml.clone())

@@ -110,6 +110,11 @@ async fn handle(
     let (timestamp, nonce) = (q.timestamp()?, q.nonce()?);
     state.check_timestamp(timestamp)?;
     let encrypted = q.is_encrypted();
+    if app.aes_key.is_some() && !encrypted {
+        // With an EncodingAESKey WeChat always sends encrypt_type=aes; a plaintext body (whose
+        // signature does not cover it) would be a downgrade.
+        return Err(GatewayError::Param("encrypt_type"));
+    }
     let message = if encrypted {
         let key = app
             .aes_key
@@ -144,10 +149,10 @@ async fn handle(
     let env = Envelope::new(&app.app_id, received_at_ms, message);
     let deadline_ms = received_at_ms + state.config.reply_budget_ms as i64;
     let key = envelope::reply_key(&env.id);
-    let waiter = (state.config.reply_budget_ms > 0 && env.message.can_reply())
+    let pending = (state.config.reply_budget_ms > 0 && env.message.can_reply())
         .then(|| state.rendezvous.register(&key, !env.message.is_event()))
         .flatten();
-    let reply_subject = waiter
+    let reply_subject = pending
         .as_ref()
         .map(|_| subjects::reply(&state.prefix, &app.app_id, &state.instance, &key));
 
@@ -157,29 +162,27 @@ async fn handle(
         reply_subject.as_deref().map(|s| (s, deadline_ms)),
     )
     .await;
-    let duplicate = match stored {
-        Ok(duplicate) => duplicate,
-        Err(e) => {
-            if waiter.is_some() {
-                state.rendezvous.cancel(&key);
-            }
-            return Err(e);
+    let decision = match (stored, pending) {
+        (Ok(duplicate), None) => {
+            return Ok((if duplicate { "duplicate" } else { "stored" }, success()));
         }
-    };
-    let Some(mut rx) = waiter else {
-        return Ok((if duplicate { "duplicate" } else { "stored" }, success()));
-    };
-    if duplicate {
-        // The first delivery was stored and answered; a retry only needs "success".
-        state.rendezvous.cancel(&key);
-        return Ok(("duplicate", success()));
-    }
-    let wait = Duration::from_millis((deadline_ms - wxoa_runtime::now_ms()).max(0) as u64);
-    let decision = match tokio::time::timeout(wait, &mut rx).await {
-        Ok(decision) => decision.ok().flatten(),
-        Err(_) if state.rendezvous.cancel(&key) => None,
-        // A replier took the waiter just as the budget ran out: its answer is already sent.
-        Err(_) => rx.await.ok().flatten(),
+        // A retry of a stored message needs only "success", unless a replier already took
+        // this waiter: then its reply goes out.
+        (Ok(true), Some(pending)) => match pending.abandon().await {
+            None => return Ok(("duplicate", success())),
+            reply => reply,
+        },
+        (Ok(false), Some(pending)) => {
+            let budget = (deadline_ms - wxoa_runtime::now_ms()).max(0) as u64;
+            pending.wait(Duration::from_millis(budget)).await
+        }
+        // No PubAck in time; but a replier that took the waiter read the message from the
+        // stream, so it is stored and its reply goes out.
+        (Err(e), Some(pending)) => match pending.abandon().await {
+            None => return Err(e),
+            reply => reply,
+        },
+        (Err(e), None) => return Err(e),
     };
     let Some(reply) = decision else {
         return Ok(("stored", success()));

@@ -106,10 +106,12 @@ impl App {
             health,
         } = self;
         let client = state.client.clone();
+        // The rendezvous outlives the HTTP drain, so in-flight callbacks can still get replies.
+        let stop_replies = CancellationToken::new();
         let replies = tokio::spawn(state.rendezvous.clone().serve(
             client.clone(),
             subscriber,
-            shutdown.child_token(),
+            stop_replies.clone(),
         ));
         let stop = shutdown.clone();
         axum::serve(listener, router(state))
@@ -118,6 +120,7 @@ impl App {
                 health.stopping();
             })
             .await?;
+        stop_replies.cancel();
         let _ = replies.await;
         let _ = client.drain().await;
         Ok(())

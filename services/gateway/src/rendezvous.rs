@@ -24,6 +24,39 @@ struct Waiter {
     tx: oneshot::Sender<Decision>,
 }
 
+/// A callback's registration in the table; dropping it removes the waiter.
+pub(crate) struct Pending {
+    key: String,
+    table: Rendezvous,
+    rx: oneshot::Receiver<Decision>,
+}
+
+impl Pending {
+    /// Waits up to `budget` for a replier. Whoever takes the waiter first wins: when the
+    /// budget runs out just as a replier took it, the replier's answer is returned.
+    pub(crate) async fn wait(mut self, budget: std::time::Duration) -> Decision {
+        match tokio::time::timeout(budget, &mut self.rx).await {
+            Ok(decision) => decision.ok().flatten(),
+            Err(_) => self.abandon().await,
+        }
+    }
+
+    /// Stops waiting. If a replier already took the waiter (and was told `taken`), its
+    /// answer is returned, so a reply is never both `taken` and dropped.
+    pub(crate) async fn abandon(mut self) -> Decision {
+        if self.table.cancel(&self.key) {
+            return None;
+        }
+        (&mut self.rx).await.ok().flatten()
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.table.cancel(&self.key);
+    }
+}
+
 /// The table of callbacks waiting for a passive reply.
 #[derive(Clone, Default)]
 pub(crate) struct Rendezvous {
@@ -32,11 +65,8 @@ pub(crate) struct Rendezvous {
 
 impl Rendezvous {
     /// Registers a waiter; `None` when one with this key is already waiting (a racing retry).
-    pub(crate) fn register(
-        &self,
-        key: &str,
-        to_user_message: bool,
-    ) -> Option<oneshot::Receiver<Decision>> {
+    /// The returned guard removes the waiter when dropped, whatever ends the callback.
+    pub(crate) fn register(&self, key: &str, to_user_message: bool) -> Option<Pending> {
         let mut waiters = self.waiters.lock().expect("not poisoned");
         if waiters.contains_key(key) {
             return None;
@@ -49,7 +79,11 @@ impl Rendezvous {
                 tx,
             },
         );
-        Some(rx)
+        Some(Pending {
+            key: key.to_owned(),
+            table: self.clone(),
+            rx,
+        })
     }
 
     /// Removes a waiter; true when it was still there (nobody answered it).
@@ -132,18 +166,37 @@ mod tests {
     #[test]
     fn first_taker_wins() {
         let r = Rendezvous::default();
-        let mut rx = r.register("k", true).unwrap();
+        let mut pending = r.register("k", true).unwrap();
         assert!(r.register("k", true).is_none());
         assert_eq!(r.answer("k", text()), ReplyResponse::Taken);
         assert_eq!(r.answer("k", text()), ReplyResponse::Late);
-        assert!(matches!(rx.try_recv(), Ok(Some(_))));
+        assert!(matches!(pending.rx.try_recv(), Ok(Some(_))));
         assert!(!r.cancel("k"));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_callback_leaves_no_waiter() {
+        let r = Rendezvous::default();
+        let pending = r.register("k", true).unwrap();
+        drop(pending);
+        assert_eq!(r.answer("k", text()), ReplyResponse::Late);
+        assert!(r.register("k", true).is_some(), "a retry can wait again");
+    }
+
+    #[tokio::test]
+    async fn abandoning_after_a_take_returns_the_reply() {
+        let r = Rendezvous::default();
+        let pending = r.register("k", true).unwrap();
+        assert_eq!(r.answer("k", text()), ReplyResponse::Taken);
+        assert!(pending.abandon().await.is_some());
+        let pending = r.register("j", true).unwrap();
+        assert!(pending.abandon().await.is_none());
     }
 
     #[test]
     fn invalid_reply_keeps_the_waiter() {
         let r = Rendezvous::default();
-        let _rx = r.register("k", true).unwrap();
+        let _pending = r.register("k", true).unwrap();
         let news = ReplyRequest {
             reply: Some(PassiveReply::News { articles: vec![] }),
         };
@@ -157,12 +210,9 @@ mod tests {
     #[test]
     fn late_after_cancel_or_dropped_receiver() {
         let r = Rendezvous::default();
-        let rx = r.register("k", false).unwrap();
+        let pending = r.register("k", false).unwrap();
         assert!(r.cancel("k"));
         assert_eq!(r.answer("k", text()), ReplyResponse::Late);
-        drop(rx);
-        let rx = r.register("j", false).unwrap();
-        drop(rx);
-        assert_eq!(r.answer("j", text()), ReplyResponse::Late);
+        drop(pending);
     }
 }

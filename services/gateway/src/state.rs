@@ -123,7 +123,7 @@ impl GatewayState {
             .parse()
             .map_err(|_| GatewayError::Param("timestamp"))?;
         let window = self.config.timestamp_window_secs;
-        if window > 0 && (wxoa_runtime::now_ms() / 1000 - ts).unsigned_abs() > window {
+        if window > 0 && (wxoa_runtime::now_ms() / 1000).abs_diff(ts) > window {
             return Err(GatewayError::StaleTimestamp);
         }
         Ok(())

@@ -94,7 +94,7 @@ fn print_banner(config: &Config, gateway: std::net::SocketAddr, sim: &str) {
          \nWatch the stream:  nats --server {nats} sub '{prefix}.>'   (if the nats CLI is installed)\
          \nStop with Ctrl-C.\n",
         port = gateway.port(),
-        nats = config.nats.url,
+        nats = wxoa_runtime::config::redact_url(&config.nats.url),
         prefix = config.nats.prefix,
         stream = wxoa_wire::names::streams::inbound(&config.nats.prefix),
         apps = config

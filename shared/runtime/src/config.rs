@@ -82,12 +82,14 @@ pub struct Config {
 }
 
 /// `[nats]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NatsConfig {
-    /// Server URL.
+    /// Server URL (may carry credentials: shown redacted).
+    #[serde(deserialize_with = "string")]
     pub url: String,
     /// Subject prefix; stream names derive from it (`wechat` → `WECHAT_INBOUND`).
+    #[serde(deserialize_with = "string")]
     pub prefix: String,
     /// JetStream storage of the streams wxoa creates.
     pub storage: Storage,
@@ -97,6 +99,19 @@ pub struct NatsConfig {
     pub max_age_secs: u64,
     /// Stream replicas (1 on a single server).
     pub replicas: usize,
+}
+
+impl std::fmt::Debug for NatsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsConfig")
+            .field("url", &redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("storage", &self.storage)
+            .field("duplicate_window_secs", &self.duplicate_window_secs)
+            .field("max_age_secs", &self.max_age_secs)
+            .field("replicas", &self.replicas)
+            .finish()
+    }
 }
 
 impl Default for NatsConfig {
@@ -130,6 +145,7 @@ pub struct RedisConfig {
     #[serde(deserialize_with = "secret")]
     pub url: SecretString,
     /// Key prefix (`<prefix>:{<appid>}:...`).
+    #[serde(deserialize_with = "string")]
     pub key_prefix: String,
 }
 
@@ -147,6 +163,7 @@ impl Default for RedisConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct WechatConfig {
     /// Base URL of the REST API (the simulator's in development and tests).
+    #[serde(deserialize_with = "string")]
     pub api_base: String,
     /// Per-request timeout.
     pub timeout_ms: u64,
@@ -177,6 +194,7 @@ pub struct GatewayConfig {
     /// How long to wait for JetStream's PubAck before answering 503.
     pub publish_timeout_ms: u64,
     /// This instance's name in reply subjects; empty picks a random one.
+    #[serde(deserialize_with = "string")]
     pub instance_id: String,
 }
 
@@ -214,9 +232,9 @@ pub struct TokenConfig {
 impl Default for TokenConfig {
     fn default() -> Self {
         TokenConfig {
-            refresh_ahead_secs: 600,
+            refresh_ahead_secs: 240,
             check_interval_ms: 15_000,
-            lock_ttl_ms: 15_000,
+            lock_ttl_ms: 30_000,
             jsapi_ticket: true,
             force_refresh_daily_limit: 20,
             force_refresh_min_interval_secs: 30,
@@ -231,6 +249,7 @@ pub struct SimConfig {
     /// Listen address of the simulator (REST API and `/_sim/` control API).
     pub listen: SocketAddr,
     /// Where the simulator POSTs callbacks (the gateway's base URL).
+    #[serde(deserialize_with = "string")]
     pub gateway_url: String,
     /// How long a replaced cgi-bin/token token stays valid (WeChat: 300 s).
     pub token_overlap_secs: u64,
@@ -281,6 +300,7 @@ pub struct TelemetryConfig {
     /// `auto` (JSON unless stderr is a terminal), `json` or `text`.
     pub log_format: LogFormat,
     /// The default filter when `RUST_LOG` is unset.
+    #[serde(deserialize_with = "string")]
     pub log_filter: String,
 }
 
@@ -509,13 +529,30 @@ impl Config {
 
 /// An env value as TOML: numbers and booleans typed, everything else a string.
 fn env_value(raw: &str) -> toml::Value {
-    if let Ok(v) = raw.parse::<i64>() {
+    // Only canonical forms are typed: "012345" or "+5" stay strings (a token keeps its zeros).
+    if let Ok(v) = raw.parse::<i64>()
+        && v.to_string() == raw
+    {
         return toml::Value::Integer(v);
     }
     if let Ok(v) = raw.parse::<bool>() {
         return toml::Value::Boolean(v);
     }
     toml::Value::String(raw.to_owned())
+}
+
+/// A URL with any `user:password@` part replaced, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split('/').next().and_then(|a| a.rsplit_once('@')) {
+            Some((_, host)) => {
+                let path = &rest[rest.find('/').unwrap_or(rest.len())..];
+                format!("{scheme}://<redacted>@{host}{path}")
+            }
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
 }
 
 fn set_path(
@@ -606,7 +643,9 @@ mod tests {
         std::fs::write(&path, FILE).unwrap();
         let env: HashMap<String, String> = [
             ("WXOA__GATEWAY__LISTEN", "127.0.0.1:0"),
-            ("WXOA__APPS__0__TOKEN", "123456"),
+            ("WXOA__APPS__0__TOKEN", "0123456"),
+            ("WXOA__GATEWAY__INSTANCE_ID", "3"),
+            ("WXOA__NATS__URL", "nats://user:pw@n:4222"),
             ("WXOA__APPS__1__APPID", "wx2"),
             ("WXOA__APPS__1__SECRET", "x"),
             ("WXOA__APPS__1__TOKEN", "y"),
@@ -621,7 +660,13 @@ mod tests {
         assert_eq!(c.gateway.timestamp_window_secs, 0);
         assert_eq!(c.gateway.listen.port(), 0);
         assert_eq!(c.apps.len(), 2);
-        assert_eq!(c.apps[0].token.expose_secret(), "123456");
+        assert_eq!(c.apps[0].token.expose_secret(), "0123456");
+        assert_eq!(c.gateway.instance_id, "3");
+        assert!(format!("{:?}", c.nats).contains("<redacted>@n:4222"));
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379/0"),
+            "redis://127.0.0.1:6379/0"
+        );
         assert!(c.apps[0].aes_key.is_some() && c.apps[1].aes_key.is_none());
         let debug = format!("{c:?}");
         assert!(

@@ -48,7 +48,7 @@ pub async fn nats(config: &NatsConfig, name: &str) -> Result<async_nats::Client,
         .connect(&config.url)
         .await
         .map_err(|source| ConnectError::Nats {
-            url: config.url.clone(),
+            url: crate::config::redact_url(&config.url),
             source,
         })
 }

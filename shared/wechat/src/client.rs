@@ -221,6 +221,9 @@ impl WechatClient {
             let request = InvalidateRequest { kind, fingerprint: fp.clone() };
             let payload = serde_json::to_vec(&request).map_err(|e| WechatError::Decode(e.to_string()))?;
             let subject = subjects::token_invalidate(&self.inner.nats_prefix, app_id);
+            // Forget first: even if the token service does not answer, the rejected value is
+            // not served from memory again.
+            self.inner.cache.forget(app_id, kind);
             let answer = self
                 .inner
                 .nats
@@ -240,7 +243,6 @@ impl WechatClient {
                         _ => format!("request failed: {e}"),
                     })
                 })?;
-            self.inner.cache.forget(app_id, kind);
             let response: InvalidateResponse = serde_json::from_slice(&answer.payload)
                 .map_err(|e| WechatError::Decode(format!("invalidate response: {e}")))?;
             tracing::info!(status = %response.status, error = response.error.as_deref(), "token invalidation answered");

@@ -393,6 +393,21 @@ impl Inbound {
             None
         };
         let msg_id = root.string("MsgId");
+        // These travel in NATS headers and dedupe keys: no control characters (a line break
+        // would break the header block).
+        for (name, value) in [
+            ("ToUserName", Some(&to_user_name)),
+            ("FromUserName", Some(&from_user_name)),
+            ("MsgType", Some(&msg_type)),
+            ("Event", event.as_ref()),
+            ("MsgId", msg_id.as_ref()),
+        ] {
+            if let Some(v) = value
+                && v.chars().any(char::is_control)
+            {
+                return Err(XmlError::Invalid(name, v.clone()));
+            }
+        }
         let detail = Detail::from_root(root, &msg_type, event.as_deref());
         Ok(Inbound {
             to_user_name,
@@ -943,6 +958,25 @@ impl EncryptedBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_in_header_fields_are_rejected() {
+        let xml = b"<xml><ToUserName>gh</ToUserName><FromUserName><![CDATA[o\r\nX-Evil: 1]]></FromUserName>\
+            <CreateTime>1</CreateTime><MsgType>text</MsgType><Content>a\nb</Content><MsgId>7</MsgId></xml>";
+        assert!(matches!(
+            Inbound::parse(xml).unwrap_err(),
+            XmlError::Invalid("FromUserName", _)
+        ));
+        let xml = b"<xml><ToUserName>gh</ToUserName><FromUserName>o</FromUserName><CreateTime>1</CreateTime>\
+            <MsgType>event</MsgType><Event>a&#10;b</Event></xml>";
+        assert!(matches!(
+            Inbound::parse(xml).unwrap_err(),
+            XmlError::Invalid("Event", _)
+        ));
+        let ok = b"<xml><ToUserName>gh</ToUserName><FromUserName>o</FromUserName><CreateTime>1</CreateTime>\
+            <MsgType>text</MsgType><Content>line\nbreaks are fine here</Content><MsgId>7</MsgId></xml>";
+        assert!(Inbound::parse(ok).is_ok());
+    }
 
     #[test]
     fn hostile_xml_is_rejected() {
