@@ -288,3 +288,73 @@ where
 pub fn base_url(addr: SocketAddr) -> String {
     format!("http://{addr}")
 }
+
+/// What a test replier saw for one message: its headers and the gateway's answer.
+pub type ReplierEvent = (async_nats::HeaderMap, wxoa_wire::reply::ReplyResponse);
+
+/// A replier as any consumer would be: a durable pull consumer on the inbound stream of
+/// `config` that answers every message carrying `Wx-Reply-Subject` with `make_reply(envelope)`
+/// and reports each answer. The stream must exist (a gateway created it).
+pub async fn spawn_replier(
+    config: &Config,
+    make_reply: impl Fn(&serde_json::Value) -> Option<wxoa_wire::reply::PassiveReply> + Send + 'static,
+) -> tokio::sync::mpsc::UnboundedReceiver<ReplierEvent> {
+    use async_nats::jetstream;
+    use futures::StreamExt;
+    use wxoa_wire::names::{headers, streams};
+    use wxoa_wire::reply::ReplyRequest;
+
+    let nats = async_nats::connect(&config.nats.url).await.expect("nats");
+    let js = jetstream::new(nats.clone());
+    let stream = js
+        .get_stream(streams::inbound(&config.nats.prefix))
+        .await
+        .expect("inbound stream");
+    let consumer = stream
+        .get_or_create_consumer(
+            "test-replier",
+            jetstream::consumer::pull::Config {
+                durable_name: Some("test-replier".into()),
+                deliver_policy: jetstream::consumer::DeliverPolicy::New,
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("consumer");
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut messages = consumer.messages().await.expect("pull");
+        while let Some(Ok(msg)) = messages.next().await {
+            let h = msg.headers.clone().unwrap_or_default();
+            if let Some(subject) = h.get(headers::REPLY_SUBJECT).map(|v| v.to_string()) {
+                let envelope: serde_json::Value =
+                    serde_json::from_slice(&msg.payload).expect("envelope JSON");
+                let request = ReplyRequest {
+                    reply: make_reply(&envelope),
+                };
+                let body = serde_json::to_vec(&request).expect("serializes");
+                let answer = nats
+                    .request(subject, body.into())
+                    .await
+                    .expect("gateway answers");
+                let _ = tx.send((
+                    h,
+                    serde_json::from_slice(&answer.payload).expect("response JSON"),
+                ));
+            }
+            msg.ack().await.expect("ack");
+        }
+    });
+    rx
+}
+
+/// The next answer a [`spawn_replier`] reported, within 10 s.
+pub async fn next_answer(
+    seen: &mut tokio::sync::mpsc::UnboundedReceiver<ReplierEvent>,
+) -> ReplierEvent {
+    tokio::time::timeout(Duration::from_secs(10), seen.recv())
+        .await
+        .expect("the replier answered within 10 s")
+        .expect("the replier is running")
+}

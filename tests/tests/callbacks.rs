@@ -4,14 +4,13 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
-use futures::StreamExt;
 use serde_json::{Value, json};
 use wxoa_runtime::Config;
 use wxoa_runtime::admin::Health;
 use wxoa_runtime::shutdown::CancellationToken;
 use wxoa_tests::{OwnNats, PLAIN_APP, SAFE_APP, shared_config, test_config};
-use wxoa_wire::names::{headers, streams};
-use wxoa_wire::reply::{PassiveReply, ReplyRequest, ReplyResponse};
+use wxoa_wire::names::streams;
+use wxoa_wire::reply::{PassiveReply, ReplyResponse};
 
 /// Gateway + simulator wired together.
 struct Stack {
@@ -70,60 +69,17 @@ impl Drop for Stack {
     }
 }
 
-/// A replier in the style of any consumer: a durable pull consumer on the inbound stream that
-/// answers text messages through `Wx-Reply-Subject`.
-async fn spawn_replier(config: &Config) -> tokio::sync::mpsc::UnboundedReceiver<ReplyResponse> {
-    let nats = async_nats::connect(&config.nats.url).await.unwrap();
-    let js = jetstream::new(nats.clone());
-    let stream = js
-        .get_stream(streams::inbound(&config.nats.prefix))
-        .await
-        .unwrap();
-    let consumer = stream
-        .get_or_create_consumer(
-            "test-replier",
-            jetstream::consumer::pull::Config {
-                durable_name: Some("test-replier".into()),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut messages = consumer.messages().await.unwrap();
-        while let Some(Ok(msg)) = messages.next().await {
-            let envelope: Value = serde_json::from_slice(&msg.payload).unwrap();
-            let subject = msg
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(headers::REPLY_SUBJECT))
-                .map(|v| v.to_string());
-            if let Some(subject) = subject {
-                let content = format!(
-                    "echo: {}",
-                    envelope["detail"]["content"].as_str().unwrap_or("?")
-                );
-                let request = ReplyRequest {
-                    reply: Some(PassiveReply::Text { content }),
-                };
-                let answer = nats
-                    .request(subject, serde_json::to_vec(&request).unwrap().into())
-                    .await
-                    .unwrap();
-                let _ = tx.send(serde_json::from_slice(&answer.payload).unwrap());
-            }
-            msg.ack().await.unwrap();
-        }
-    });
-    rx
-}
-
 #[tokio::test]
 async fn callback_to_stream_to_reply_in_every_mode() {
     let stack = Stack::start(shared_config()).await;
-    let mut answers = spawn_replier(&stack.config).await;
+    let mut answers = wxoa_tests::spawn_replier(&stack.config, |envelope| {
+        let content = format!(
+            "echo: {}",
+            envelope["detail"]["content"].as_str().unwrap_or("?")
+        );
+        Some(PassiveReply::Text { content })
+    })
+    .await;
     for (app, mode) in [
         (PLAIN_APP, "plain"),
         (SAFE_APP, "safe"),
@@ -140,7 +96,10 @@ async fn callback_to_stream_to_reply_in_every_mode() {
         );
         assert_eq!(outcome["reply"]["ToUserName"], "o_user");
         assert_eq!(outcome["attempts"].as_array().unwrap().len(), 1);
-        assert_eq!(answers.recv().await.unwrap(), ReplyResponse::Taken);
+        assert_eq!(
+            wxoa_tests::next_answer(&mut answers).await.1,
+            ReplyResponse::Taken
+        );
     }
     // Events that can't be answered: success at once, stored all the same.
     let outcome = stack.send(json!({"appid": SAFE_APP, "message": {"type": "event", "from": "o_user", "event": "unsubscribe"}})).await;

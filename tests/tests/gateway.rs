@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
-use futures::StreamExt;
 use wxoa_runtime::Config;
 use wxoa_runtime::admin::Health;
 use wxoa_runtime::shutdown::CancellationToken;
@@ -104,45 +103,6 @@ async fn post(url: &str, body: String) -> (u16, String) {
         .await
         .expect("http");
     (resp.status().as_u16(), resp.text().await.unwrap())
-}
-
-/// Answers every rendezvous with `reply`, reporting what it saw: a replier as any consumer
-/// would be, a durable pull consumer on the inbound stream.
-async fn spawn_replier(
-    nats: async_nats::Client,
-    prefix: String,
-    reply: Option<PassiveReply>,
-) -> tokio::sync::mpsc::UnboundedReceiver<(async_nats::HeaderMap, ReplyResponse)> {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let js = jetstream::new(nats.clone());
-    let stream = js.get_stream(streams::inbound(&prefix)).await.unwrap();
-    let consumer = stream
-        .get_or_create_consumer(
-            "replier",
-            jetstream::consumer::pull::Config {
-                durable_name: Some("replier".into()),
-                deliver_policy: jetstream::consumer::DeliverPolicy::New,
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
-    tokio::spawn(async move {
-        let mut messages = consumer.messages().await.unwrap();
-        while let Some(Ok(msg)) = messages.next().await {
-            let h = msg.headers.clone().unwrap_or_default();
-            if let Some(subject) = h.get(headers::REPLY_SUBJECT).map(|v| v.to_string()) {
-                let body = serde_json::to_vec(&ReplyRequest {
-                    reply: reply.clone(),
-                })
-                .unwrap();
-                let resp = nats.request(subject, body.into()).await.unwrap();
-                let _ = tx.send((h, serde_json::from_slice(&resp.payload).unwrap()));
-            }
-            msg.ack().await.unwrap();
-        }
-    });
-    rx
 }
 
 #[tokio::test]
@@ -305,7 +265,7 @@ async fn passive_reply_via_rendezvous_in_plaintext_and_safe_mode() {
     let reply = PassiveReply::Text {
         content: "你好 ]]> <b>".into(),
     };
-    let mut seen = spawn_replier(gw.nats.clone(), gw.config.nats.prefix.clone(), Some(reply)).await;
+    let mut seen = wxoa_tests::spawn_replier(&gw.config, move |_| Some(reply.clone())).await;
 
     // Plaintext.
     let (status, body) = post(
@@ -318,10 +278,7 @@ async fn passive_reply_via_rendezvous_in_plaintext_and_safe_mode() {
     assert_eq!(doc.root().get("Content"), Some("你好 ]]> <b>"));
     assert_eq!(doc.root().get("ToUserName"), Some("o_user"));
     assert_eq!(doc.root().get("FromUserName"), Some("gh_plain"));
-    let (h, answer) = tokio::time::timeout(Duration::from_secs(10), seen.recv())
-        .await
-        .expect("replier answered")
-        .unwrap();
+    let (h, answer) = wxoa_tests::next_answer(&mut seen).await;
     assert_eq!(answer, ReplyResponse::Taken);
     let subject = h.get(headers::REPLY_SUBJECT).unwrap().to_string();
     assert!(
@@ -363,11 +320,7 @@ async fn passive_reply_via_rendezvous_in_plaintext_and_safe_mode() {
     let inner = Document::parse(&plain.message).unwrap();
     assert_eq!(inner.root().get("Content"), Some("你好 ]]> <b>"));
     assert_eq!(
-        tokio::time::timeout(Duration::from_secs(10), seen.recv())
-            .await
-            .expect("replier answered")
-            .unwrap()
-            .1,
+        wxoa_tests::next_answer(&mut seen).await.1,
         ReplyResponse::Taken
     );
     gw.stop().await;
@@ -417,7 +370,7 @@ async fn late_reply_is_told_late_and_explicit_no_reply_answers_success() {
         ReplyResponse::Late
     );
     // An explicit "no reply" ends the wait at once.
-    let mut seen = spawn_replier(gw.nats.clone(), gw.config.nats.prefix.clone(), None).await;
+    let mut seen = wxoa_tests::spawn_replier(&gw.config, |_| None).await;
     let (status, body) = post(
         &plain_url(&gw.url, PLAIN_APP, &now()),
         text_xml("o2", 21, "x"),
@@ -425,11 +378,7 @@ async fn late_reply_is_told_late_and_explicit_no_reply_answers_success() {
     .await;
     assert_eq!((status, body.as_str()), (200, "success"));
     assert_eq!(
-        tokio::time::timeout(Duration::from_secs(10), seen.recv())
-            .await
-            .expect("replier answered")
-            .unwrap()
-            .1,
+        wxoa_tests::next_answer(&mut seen).await.1,
         ReplyResponse::Taken
     );
     gw.stop().await;
