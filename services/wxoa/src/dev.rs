@@ -91,9 +91,13 @@ fn print_banner(config: &Config, gateway: std::net::SocketAddr, sim: &str) {
          \n  wxoa sim send --app {DEMO_SAFE_APP} --text hello\
          \n  wxoa sim send --app {DEMO_PLAIN_APP} --event subscribe\
          \n  curl -s {sim}/_sim/send -d '{{\"appid\":\"{DEMO_PLAIN_APP}\",\"message\":{{\"type\":\"text\",\"from\":\"o1\",\"content\":\"hi\"}}}}' -H 'content-type: application/json'\
+         \nNo reply worker runs yet: a message that could be answered waits the reply budget\
+         \n({budget} ms) for any NATS client to answer on its Wx-Reply-Subject (docs/reply-rendezvous.md),\
+         \nthen WeChat gets \"success\".\
          \nWatch the stream:  nats --server {nats} sub '{prefix}.>'   (if the nats CLI is installed)\
          \nStop with Ctrl-C.\n",
         port = gateway.port(),
+        budget = config.gateway.reply_budget_ms,
         nats = wxoa_runtime::config::redact_url(&config.nats.url),
         prefix = config.nats.prefix,
         stream = wxoa_wire::names::streams::inbound(&config.nats.prefix),
