@@ -71,7 +71,7 @@ pub fn unique_id() -> String {
 }
 
 /// Runs `program args` under a watchdog shell that kills it when this test binary exits.
-fn spawn_watched(program: &str, args: &[String], hint: &str) -> Child {
+fn spawn_watched(program: &str, args: &[String]) -> Child {
     if Command::new("sh")
         .arg("-c")
         .arg(format!("command -v {program}"))
@@ -79,7 +79,7 @@ fn spawn_watched(program: &str, args: &[String], hint: &str) -> Child {
         .map(|o| !o.status.success())
         .unwrap_or(true)
     {
-        panic!("{program} is not installed: {hint}");
+        panic!("{}", wxoa_runtime::local::install_hint(program));
     }
     let script = format!(
         "{program} {} & child=$!; trap 'kill $child 2>/dev/null' EXIT TERM; \
@@ -111,18 +111,10 @@ fn wait_for_port(port: u16, what: &str) {
 
 fn start_redis() -> String {
     let port = free_port();
-    let args = [
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]
-    .map(String::from);
-    let child = spawn_watched("redis-server", &args, "apt-get install redis-server");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let args = wxoa_runtime::local::redis_server_args(port, dir.path());
+    std::mem::forget(dir); // lives as long as the test binary
+    let child = spawn_watched("redis-server", &args);
     std::mem::forget(child);
     wait_for_port(port, "redis-server");
     format!("redis://127.0.0.1:{port}")
@@ -175,20 +167,8 @@ impl OwnNats {
     /// Starts the server again on the same port and store directory.
     pub fn restart(&mut self) {
         self.stop();
-        let args = [
-            "-a".into(),
-            "127.0.0.1".into(),
-            "-p".into(),
-            self.port.to_string(),
-            "-js".into(),
-            "-sd".into(),
-            self.dir.path().display().to_string(),
-        ];
-        self.child = Some(spawn_watched(
-            "nats-server",
-            &args,
-            "apt-get install nats-server",
-        ));
+        let args = wxoa_runtime::local::nats_server_args(self.port, self.dir.path());
+        self.child = Some(spawn_watched("nats-server", &args));
         wait_for_port(self.port, "nats-server");
     }
 }

@@ -121,16 +121,7 @@ async fn ensure_servers(config: &mut Config) -> anyhow::Result<LocalServers> {
         let dir = tempfile::tempdir()?;
         let child = spawn(
             "nats-server",
-            &[
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-js",
-                "-sd",
-                &dir.path().display().to_string(),
-            ],
-            "install it: apt-get install nats-server (Debian/Ubuntu), or see https://nats.io",
+            &wxoa_runtime::local::nats_server_args(port, dir.path()),
         )?;
         config.nats.url = format!("nats://127.0.0.1:{port}");
         wait_until_answers(&config.nats.url, "nats-server").await?;
@@ -144,19 +135,7 @@ async fn ensure_servers(config: &mut Config) -> anyhow::Result<LocalServers> {
         let dir = tempfile::tempdir()?;
         let child = spawn(
             "redis-server",
-            &[
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                &dir.path().display().to_string(),
-            ],
-            "install it: apt-get install redis-server (Debian/Ubuntu)",
+            &wxoa_runtime::local::redis_server_args(port, dir.path()),
         )?;
         let url = format!("redis://127.0.0.1:{port}");
         wait_until_answers(&url, "redis-server").await?;
@@ -168,7 +147,7 @@ async fn ensure_servers(config: &mut Config) -> anyhow::Result<LocalServers> {
     Ok(servers)
 }
 
-fn spawn(program: &str, args: &[&str], hint: &str) -> anyhow::Result<Child> {
+fn spawn(program: &str, args: &[String]) -> anyhow::Result<Child> {
     match Command::new(program)
         .args(args)
         .kill_on_drop(true)
@@ -177,7 +156,10 @@ fn spawn(program: &str, args: &[&str], hint: &str) -> anyhow::Result<Child> {
     {
         Ok(child) => Ok(child),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            bail!("{program} is not installed and nothing answers at the configured URL; {hint}")
+            bail!(
+                "nothing answers at the configured URL and {}",
+                wxoa_runtime::local::install_hint(program)
+            )
         }
         Err(e) => Err(e).with_context(|| format!("starting {program}")),
     }

@@ -10,12 +10,14 @@
 //! - [`shutdown`]: the shutdown signal.
 //! - [`connect`]: NATS and Redis connections, stream provisioning.
 //! - [`admin`]: the admin server, readiness and metrics.
+//! - [`local`]: command lines of local servers for `wxoa dev` and the tests.
 
 #![warn(missing_docs)]
 
 pub mod admin;
 pub mod config;
 pub mod connect;
+pub mod local;
 pub mod shutdown;
 pub mod telemetry;
 
