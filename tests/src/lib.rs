@@ -179,6 +179,96 @@ impl Drop for OwnNats {
     }
 }
 
+/// A Redis Cluster of three masters on free ports, owned by one test and stopped with it.
+pub struct RedisCluster {
+    ports: Vec<u16>,
+    children: Vec<Child>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl RedisCluster {
+    /// Starts three `redis-server --cluster-enabled yes` nodes and joins them with
+    /// `redis-cli --cluster create`; returns when the cluster reports `cluster_state:ok`.
+    pub fn start() -> RedisCluster {
+        let mut cluster = RedisCluster {
+            ports: Vec::new(),
+            children: Vec::new(),
+            _dirs: Vec::new(),
+        };
+        for _ in 0..3 {
+            let port = free_port();
+            let dir = tempfile::tempdir().expect("temp dir");
+            let mut args = wxoa_runtime::local::redis_server_args(port, dir.path());
+            args.extend(
+                [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ]
+                .map(String::from),
+            );
+            cluster.children.push(spawn_watched("redis-server", &args));
+            wait_for_port(port, "redis-server (cluster node)");
+            cluster.ports.push(port);
+            cluster._dirs.push(dir);
+        }
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for port in &cluster.ports {
+            create.arg(format!("127.0.0.1:{port}"));
+        }
+        let out = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "redis-cli: {e}; {}",
+                    wxoa_runtime::local::install_hint("redis-tools")
+                )
+            });
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        for _ in 0..200 {
+            let info = Command::new("redis-cli")
+                .args(["-p", &cluster.ports[0].to_string(), "cluster", "info"])
+                .output()
+                .expect("redis-cli cluster info");
+            if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                return cluster;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the Redis Cluster did not reach cluster_state:ok");
+    }
+
+    /// The seed-node list for `redis.url` with `redis.cluster = true`.
+    pub fn url(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = Command::new("pkill")
+                .arg("-KILL")
+                .arg("-P")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A config for one test: its own prefixes (subjects, streams, Redis keys), memory streams,
 /// every listener on a free port, and two apps (plaintext and safe mode).
 pub fn test_config(nats_url: &str, redis_url: &str) -> Config {

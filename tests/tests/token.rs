@@ -29,14 +29,25 @@ struct World {
     config: Config,
     sim: String,
     http: reqwest::Client,
-    redis: redis::aio::ConnectionManager,
+    redis: wxoa_runtime::connect::RedisConn,
     nats: async_nats::Client,
     shutdown: CancellationToken,
 }
 
 impl World {
     async fn new() -> World {
+        World::with_config(shared_config()).await
+    }
+
+    /// The same world with its Redis keys in a Redis Cluster of three masters.
+    async fn on_cluster(cluster: &wxoa_tests::RedisCluster) -> World {
         let mut config = shared_config();
+        config.redis.url = cluster.url().into();
+        config.redis.cluster = true;
+        World::with_config(config).await
+    }
+
+    async fn with_config(mut config: Config) -> World {
         let sim = wxoa_sim::Sim::build(&config).await.expect("sim binds");
         let base = sim.base_url();
         let shutdown = CancellationToken::new();
@@ -265,7 +276,17 @@ async fn two_replicas_make_exactly_one_upstream_call_per_app() {
 
 #[tokio::test]
 async fn an_invalidation_storm_costs_one_forced_refresh() {
-    let world = World::new().await;
+    invalidation_storm(World::new().await).await;
+}
+
+#[tokio::test]
+async fn redis_cluster_storm_and_client_recovery() {
+    let cluster = wxoa_tests::RedisCluster::start();
+    invalidation_storm(World::on_cluster(&cluster).await).await;
+    client_recovery(World::on_cluster(&cluster).await).await;
+}
+
+async fn invalidation_storm(world: World) {
     let _a = world.token_service().await;
     let _b = world.token_service().await;
     let before = world.filled().await;
@@ -332,7 +353,10 @@ async fn an_invalidation_storm_costs_one_forced_refresh() {
 
 #[tokio::test]
 async fn the_client_recovers_from_a_revoked_token_with_one_retry() {
-    let world = World::new().await;
+    client_recovery(World::new().await).await;
+}
+
+async fn client_recovery(world: World) {
     let _service = world.token_service().await;
     let before = world.filled().await;
     let client = WechatClient::new(&world.config, world.redis.clone(), world.nats.clone());

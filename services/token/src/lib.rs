@@ -80,7 +80,7 @@ impl App {
     pub fn from_parts(
         config: &Config,
         nats: async_nats::Client,
-        redis: redis::aio::ConnectionManager,
+        redis: wxoa_runtime::connect::RedisConn,
         health: Health,
     ) -> Result<App, TokenError> {
         Ok(App {

@@ -54,7 +54,7 @@ impl Refresher {
     pub(crate) fn new(
         config: &Config,
         nats: async_nats::Client,
-        redis: redis::aio::ConnectionManager,
+        redis: wxoa_runtime::connect::RedisConn,
         health: Health,
     ) -> Refresher {
         Refresher {

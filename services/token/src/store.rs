@@ -13,7 +13,7 @@ const RELEASE: &str = r"if redis.call('GET', KEYS[1]) == ARGV[1] then return red
 /// Redis access for one deployment (one key prefix).
 #[derive(Clone)]
 pub(crate) struct Store {
-    redis: redis::aio::ConnectionManager,
+    redis: wxoa_runtime::connect::RedisConn,
     prefix: String,
     release: std::sync::Arc<redis::Script>,
 }
@@ -25,7 +25,7 @@ pub(crate) struct Lock {
 }
 
 impl Store {
-    pub(crate) fn new(redis: redis::aio::ConnectionManager, prefix: &str) -> Store {
+    pub(crate) fn new(redis: wxoa_runtime::connect::RedisConn, prefix: &str) -> Store {
         Store {
             redis,
             prefix: prefix.to_owned(),

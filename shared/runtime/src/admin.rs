@@ -24,7 +24,7 @@ struct Inner {
     pending: AtomicUsize,
     stopping: AtomicBool,
     nats: Mutex<Vec<async_nats::Client>>,
-    redis: Mutex<Vec<redis::aio::ConnectionManager>>,
+    redis: Mutex<Vec<crate::connect::RedisConn>>,
     counters: Mutex<BTreeMap<(String, String), Arc<AtomicU64>>>,
 }
 
@@ -59,7 +59,7 @@ impl Health {
     }
 
     /// Readiness also requires this Redis connection to answer PING.
-    pub fn watch_redis(&self, conn: &redis::aio::ConnectionManager) {
+    pub fn watch_redis(&self, conn: &crate::connect::RedisConn) {
         self.inner
             .redis
             .lock()

@@ -147,6 +147,8 @@ pub struct RedisConfig {
     /// Key prefix (`<prefix>:{<appid>}:...`).
     #[serde(deserialize_with = "string")]
     pub key_prefix: String,
+    /// Redis Cluster mode: `url` lists seed nodes, comma-separated.
+    pub cluster: bool,
 }
 
 impl Default for RedisConfig {
@@ -154,6 +156,7 @@ impl Default for RedisConfig {
         RedisConfig {
             url: SecretString::from("redis://127.0.0.1:6379"),
             key_prefix: wxoa_wire::names::DEFAULT_PREFIX.into(),
+            cluster: false,
         }
     }
 }

@@ -53,16 +53,78 @@ pub async fn nats(config: &NatsConfig, name: &str) -> Result<async_nats::Client,
         })
 }
 
-/// Connects to Redis with a reconnecting connection manager.
-pub async fn redis(config: &RedisConfig) -> Result<redis::aio::ConnectionManager, ConnectError> {
-    let client = redis::Client::open(config.url.expose_secret()).map_err(ConnectError::Redis)?;
+/// A Redis connection: one server (a reconnecting connection manager) or a Redis Cluster
+/// (`redis.cluster = true`). Both run every command wxoa sends: each account's keys share the
+/// `{<appid>}` hash tag, so multi-key scripts stay in one slot.
+#[derive(Clone)]
+pub enum RedisConn {
+    /// One server.
+    Single(redis::aio::ConnectionManager),
+    /// A Redis Cluster.
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_command(cmd),
+            RedisConn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConn::Single(c) => c.get_db(),
+            RedisConn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Connects to Redis: to `redis.url`, or with `redis.cluster` to the cluster whose seed nodes
+/// `redis.url` lists (comma-separated).
+pub async fn redis(config: &RedisConfig) -> Result<RedisConn, ConnectError> {
+    let url = config.url.expose_secret();
+    if config.cluster {
+        let nodes: Vec<&str> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .collect();
+        let client = redis::cluster::ClusterClient::builder(nodes)
+            .connection_timeout(Duration::from_secs(2))
+            .response_timeout(Duration::from_secs(3))
+            .build()
+            .map_err(ConnectError::Redis)?;
+        let conn = client
+            .get_async_connection()
+            .await
+            .map_err(ConnectError::Redis)?;
+        return Ok(RedisConn::Cluster(conn));
+    }
+    let client = redis::Client::open(url).map_err(ConnectError::Redis)?;
     let cfg = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_response_timeout(Some(Duration::from_secs(3)))
         .set_number_of_retries(2);
-    redis::aio::ConnectionManager::new_with_config(client, cfg)
+    let conn = redis::aio::ConnectionManager::new_with_config(client, cfg)
         .await
-        .map_err(ConnectError::Redis)
+        .map_err(ConnectError::Redis)?;
+    Ok(RedisConn::Single(conn))
 }
 
 /// Creates the inbound stream (`WECHAT_INBOUND`: message.> and event.> of every app, Limits

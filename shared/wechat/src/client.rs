@@ -50,7 +50,7 @@ pub struct WechatClient {
 struct Inner {
     http: reqwest::Client,
     api_base: String,
-    redis: redis::aio::ConnectionManager,
+    redis: wxoa_runtime::connect::RedisConn,
     nats: async_nats::Client,
     nats_prefix: String,
     key_prefix: String,
@@ -130,7 +130,7 @@ impl WechatClient {
     /// runtime: it spawns the refresh-notice listener.
     pub fn new(
         config: &wxoa_runtime::Config,
-        redis: redis::aio::ConnectionManager,
+        redis: wxoa_runtime::connect::RedisConn,
         nats: async_nats::Client,
     ) -> WechatClient {
         let cache = Arc::new(Cache::default());
