@@ -99,6 +99,17 @@ fn spawn_watched(program: &str, args: &[String]) -> Child {
         .unwrap_or_else(|e| panic!("starting {program}: {e}"))
 }
 
+/// Kills a server started by [`spawn_watched`] (SIGKILL to the watchdog's child: a crash).
+fn kill_watched(child: &mut Child) {
+    let _ = Command::new("pkill")
+        .arg("-KILL")
+        .arg("-P")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 fn wait_for_port(port: u16, what: &str) {
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -148,13 +159,7 @@ impl OwnNats {
     /// Stops the server (a crash: SIGKILL to the watchdog's child).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("pkill")
-                .arg("-KILL")
-                .arg("-P")
-                .arg(child.id().to_string())
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
+            kill_watched(&mut child);
         }
         for _ in 0..200 {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
@@ -258,13 +263,7 @@ impl RedisCluster {
 impl Drop for RedisCluster {
     fn drop(&mut self) {
         for child in &mut self.children {
-            let _ = Command::new("pkill")
-                .arg("-KILL")
-                .arg("-P")
-                .arg(child.id().to_string())
-                .status();
-            let _ = child.kill();
-            let _ = child.wait();
+            kill_watched(child);
         }
     }
 }
