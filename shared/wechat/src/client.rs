@@ -304,14 +304,21 @@ impl WechatClient {
             let result = match first {
                 Err(WechatError::Api { class: ErrorClass::Refresh, errcode, .. }) => {
                     tracing::info!(errcode, fingerprint = %fingerprint(&token), "access_token rejected; invalidating");
-                    let status = self.invalidate(app_id, TokenKind::AccessToken, &token).await?;
-                    if !status.is_fresh() {
-                        return Err(WechatError::Invalidate(format!(
-                            "the token service answered {status} for a rejected token (errcode {errcode})"
-                        )));
+                    let outcome = self.invalidate(app_id, TokenKind::AccessToken, &token).await;
+                    // Whatever the answer (a late one included), a different token in Redis
+                    // means someone refreshed: retry once with it.
+                    let current = self.read_redis(app_id, TokenKind::AccessToken).await?;
+                    match outcome {
+                        Ok(status) if status.is_fresh() => {}
+                        _ if current != token => {}
+                        Ok(status) => {
+                            return Err(WechatError::Invalidate(format!(
+                                "the token service answered {status} for a rejected token (errcode {errcode})"
+                            )));
+                        }
+                        Err(e) => return Err(e),
                     }
-                    let token = self.read_redis(app_id, TokenKind::AccessToken).await?;
-                    self.call_once(app_id, path, query, body, &token).await
+                    self.call_once(app_id, path, query, body, &current).await
                 }
                 other => other,
             };
