@@ -20,6 +20,7 @@ use wxoa_wire::signature;
 struct Gateway {
     url: String,
     config: Config,
+    health: Health,
     nats: async_nats::Client,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
@@ -28,7 +29,8 @@ struct Gateway {
 impl Gateway {
     async fn start(config: Config) -> Gateway {
         let nats = async_nats::connect(&config.nats.url).await.expect("nats");
-        let app = wxoa_gateway::App::build(&config, Health::default())
+        let health = Health::default();
+        let app = wxoa_gateway::App::build(&config, health.clone())
             .await
             .expect("gateway builds");
         let url = format!("http://{}", app.local_addr());
@@ -38,6 +40,7 @@ impl Gateway {
         Gateway {
             url,
             config,
+            health,
             nats,
             shutdown,
             task,
@@ -399,8 +402,28 @@ async fn nats_down_answers_503_and_nothing_is_lost() {
     )
     .await;
     assert_eq!(ok, 200);
+    assert_eq!(gw.health.ready().await, Ok(()));
+    let admin = wxoa_runtime::admin::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        gw.health.clone(),
+        gw.shutdown.clone(),
+    )
+    .await
+    .unwrap();
+    let readyz = || async move {
+        let response = reqwest::get(format!("http://{admin}/readyz"))
+            .await
+            .unwrap();
+        response.status().as_u16()
+    };
+    assert_eq!(readyz().await, 200);
 
     nats.stop();
+    let not_ready = wxoa_tests::eventually(Duration::from_secs(10), || async {
+        (readyz().await == 503).then_some(())
+    })
+    .await;
+    assert!(not_ready.is_some(), "/readyz says 503 while NATS is down");
     let during = text_xml("o3", 31, "during");
     let (status, _) = post(&plain_url(&gw.url, PLAIN_APP, &now()), during.clone()).await;
     assert_eq!(
@@ -416,6 +439,7 @@ async fn nats_down_answers_503_and_nothing_is_lost() {
     })
     .await;
     assert!(stored.is_some(), "gateway recovered after NATS came back");
+    assert_eq!(readyz().await, 200, "ready again");
     let (status, _) = post(&plain_url(&gw.url, PLAIN_APP, &now()), during).await;
     assert_eq!(status, 200);
     let gw_nats = async_nats::connect(&nats.url).await.unwrap();
