@@ -1,17 +1,18 @@
-//! The control API under `/_sim/`: counters, revocation, faults, callbacks, the clock.
+//! The control API under `/_sim/`: counters, revocation, faults, callbacks, the clock, user
+//! interactions and what users received.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::SimError;
-use crate::callback::{self, CallbackOutcome, CallbackRequest};
-use crate::state::{FaultSpec, Shared};
+use crate::callback::{self, CallbackOutcome, CallbackRequest, MessageSpec, Outcome};
+use crate::state::{FaultSpec, InteractionKind, Shared};
 
 type Answer = Result<Json<Value>, SimError>;
 
@@ -86,6 +87,9 @@ pub(crate) async fn send(
     let app = sim
         .app(&request.appid)
         .ok_or_else(|| SimError::NotFound(format!("unknown appid {:?}", request.appid)))?;
+    if let Some((openid, kind)) = interaction_of(&request) {
+        sim.lock().record_interaction(&app.appid, &openid, kind);
+    }
     let outcome = callback::send(
         &sim.http,
         &sim.config.gateway_url,
@@ -94,8 +98,106 @@ pub(crate) async fn send(
         &sim.config,
     )
     .await;
-    sim.lock().record_callback(&app.appid, &outcome);
+    let mut state = sim.lock();
+    state.record_callback(&app.appid, &outcome);
+    if outcome.outcome == Outcome::Reply
+        && let Some(reply) = &outcome.reply
+    {
+        let field = |name: &str| reply.get(name).and_then(Value::as_str).unwrap_or_default();
+        let (openid, msgtype) = (field("ToUserName"), field("MsgType"));
+        state.deliver(&app.appid, openid, "passive", msgtype, reply.clone());
+    }
+    drop(state);
     Ok(Json(outcome))
+}
+
+/// The events that open the short customer-service window: menu click, follow, QR scan.
+fn is_window_event(event: &str) -> bool {
+    ["subscribe", "CLICK", "SCAN"]
+        .iter()
+        .any(|e| e.eq_ignore_ascii_case(event))
+}
+
+/// The user interaction a callback stands for, if it opens a customer-service window.
+fn interaction_of(request: &CallbackRequest) -> Option<(String, InteractionKind)> {
+    let kind_of = |msg_type: &str, event: Option<&str>| {
+        if msg_type != "event" {
+            Some(InteractionKind::Message)
+        } else if event.is_some_and(is_window_event) {
+            Some(InteractionKind::Event)
+        } else {
+            None
+        }
+    };
+    if let Some(xml) = &request.xml {
+        let doc = wxoa_wire::inbound::Document::parse(xml.as_bytes()).ok()?;
+        let root = doc.root();
+        let kind = kind_of(root.get("MsgType")?, root.get("Event"))?;
+        return Some((root.get("FromUserName")?.to_owned(), kind));
+    }
+    let message = request.message.as_ref()?;
+    let kind = match message {
+        MessageSpec::Text { .. } | MessageSpec::Image { .. } => InteractionKind::Message,
+        MessageSpec::Event { event, .. } => kind_of("event", Some(event))?,
+    };
+    Some((message.from().to_owned(), kind))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InteractionRequest {
+    appid: String,
+    openid: String,
+    kind: InteractionKind,
+}
+
+/// `POST /_sim/interactions {"appid","openid","kind":"message"|"event"}` →
+/// `{"appid","openid","kind","expires_ms","allowed"}`: the customer-service window it opened.
+pub(crate) async fn interaction(State(sim): State<Arc<Shared>>, body: Bytes) -> Answer {
+    let request: InteractionRequest = parse(&body)?;
+    if sim.app(&request.appid).is_none() {
+        return Err(SimError::NotFound(format!(
+            "unknown appid {:?}",
+            request.appid
+        )));
+    }
+    if request.openid.is_empty() {
+        return Err(SimError::BadRequest("openid is empty".into()));
+    }
+    let (expires_ms, allowed) =
+        sim.lock()
+            .record_interaction(&request.appid, &request.openid, request.kind);
+    Ok(Json(json!({
+        "appid": request.appid,
+        "openid": request.openid,
+        "kind": to_json(&request.kind),
+        "expires_ms": expires_ms,
+        "allowed": allowed,
+    })))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct MessagesQuery {
+    appid: Option<String>,
+    openid: Option<String>,
+}
+
+/// `GET /_sim/messages?appid=&openid=` → `{"messages":[{"appid","openid","channel","msgtype",
+/// "body","at_ms"}]}` in order (both filters optional).
+pub(crate) async fn messages(
+    State(sim): State<Arc<Shared>>,
+    Query(q): Query<MessagesQuery>,
+) -> Json<Value> {
+    let filter = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+    let (appid, openid) = (filter(&q.appid), filter(&q.openid));
+    let delivered = sim.lock().delivered(appid.as_deref(), openid.as_deref());
+    Json(json!({ "messages": to_json(&delivered) }))
+}
+
+/// `DELETE /_sim/messages` → `{"cleared":n}`.
+pub(crate) async fn clear_messages(State(sim): State<Arc<Shared>>) -> Json<Value> {
+    let cleared = sim.lock().clear_delivered();
+    Json(json!({ "cleared": cleared }))
 }
 
 /// `GET /_sim/apps` → `{"apps":["wx…",…]}`.

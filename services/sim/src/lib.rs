@@ -16,7 +16,12 @@
 //!   builds the message XML, signs it, encrypts it in compatible and safe mode, POSTs it with
 //!   WeChat's timeout and retries and judges the passive reply.
 //!
-//! What it does not do: the other REST APIs (users, menus, material, messages, ...) answer
+//! - Customer-service messages (`message/custom/send`, `custom/typing`) with the 48 h / 1 min
+//!   window WeChat opens on user interactions (recorded from `/_sim/send` or
+//!   `/_sim/interactions`), and `/_sim/messages`: what each user received (customer-service
+//!   sends and passive replies).
+//!
+//! What it does not do: the other REST APIs (users, menus, material, mass send, ...) answer
 //! 48001 until they are simulated; there is no IP allow-list, no per-API daily quota except the
 //! forced-refresh limit (use a fault rule for 45009), no persistence (a restart forgets every
 //! token) and no HTTPS.
@@ -116,6 +121,8 @@ fn routes(shared: Arc<state::Shared>) -> axum::Router {
         .route(paths::TICKET, get(rest::ticket))
         .route(paths::CALLBACK_IP, get(rest::callback_ip))
         .route(paths::API_DOMAIN_IP, get(rest::api_domain_ip))
+        .route(paths::CUSTOM_SEND, post(rest::custom_send))
+        .route(paths::CUSTOM_TYPING, post(rest::custom_typing))
         .route(
             paths::STATS,
             get(control::stats).delete(control::reset_stats),
@@ -128,6 +135,11 @@ fn routes(shared: Arc<state::Shared>) -> axum::Router {
                 .delete(control::clear_faults),
         )
         .route(paths::SEND, post(control::send))
+        .route(paths::INTERACTIONS, post(control::interaction))
+        .route(
+            paths::MESSAGES,
+            get(control::messages).delete(control::clear_messages),
+        )
         .route(paths::APPS, get(control::apps))
         .route(
             paths::CLOCK,

@@ -13,6 +13,10 @@ pub const TICKET: &str = "/cgi-bin/ticket/getticket";
 pub const CALLBACK_IP: &str = "/cgi-bin/getcallbackip";
 /// `GET /cgi-bin/get_api_domain_ip?access_token=`.
 pub const API_DOMAIN_IP: &str = "/cgi-bin/get_api_domain_ip";
+/// `POST /cgi-bin/message/custom/send?access_token=` with `{touser, msgtype, <type object>}`.
+pub const CUSTOM_SEND: &str = "/cgi-bin/message/custom/send";
+/// `POST /cgi-bin/message/custom/typing?access_token=` with `{touser, command}`.
+pub const CUSTOM_TYPING: &str = "/cgi-bin/message/custom/typing";
 
 /// `GET` the call counters, `DELETE` to reset them.
 pub const STATS: &str = "/_sim/stats";
@@ -26,6 +30,12 @@ pub const SEND: &str = "/_sim/send";
 pub const APPS: &str = "/_sim/apps";
 /// `GET` the simulated clock, `POST {"advance_secs"}` to move it forward.
 pub const CLOCK: &str = "/_sim/clock";
+/// `POST {"appid","openid","kind":"message"|"event"}`: record a user interaction (opens the
+/// customer-service window) without sending a callback.
+pub const INTERACTIONS: &str = "/_sim/interactions";
+/// `GET ?appid=&openid=` what users received (customer-service sends and passive replies),
+/// `DELETE` to forget it.
+pub const MESSAGES: &str = "/_sim/messages";
 
 /// The gateway's callback route for one app: `/wechat/<appid>`.
 pub fn callback(appid: &str) -> String {

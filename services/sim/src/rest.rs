@@ -141,6 +141,104 @@ pub(crate) async fn api_domain_ip(State(sim): State<Arc<Shared>>, Query(q): Para
     Ok(Json(json!({ "ip_list": IP_LIST })))
 }
 
+/// The `custom/send` msgtypes and the fields their object must hold as non-empty strings
+/// (`text` and `news` are checked apart).
+const CUSTOM_TYPES: &[(&str, &[&str])] = &[
+    ("text", &[]),
+    ("image", &["media_id"]),
+    ("voice", &["media_id"]),
+    ("video", &["media_id"]),
+    ("music", &["musicurl", "thumb_media_id"]),
+    ("news", &[]),
+    ("mpnews", &["media_id"]),
+    ("mpnewsarticle", &["article_id"]),
+    ("msgmenu", &[]),
+    ("wxcard", &["card_id"]),
+    ("miniprogrampage", &["appid", "pagepath", "thumb_media_id"]),
+];
+
+fn non_empty_str<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
+    value
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// Checks a `custom/send` body; answers (touser, msgtype).
+fn check_custom(body: &Value) -> Result<(&str, &str), SimError> {
+    let touser = non_empty_str(body, "touser").ok_or_else(|| SimError::api(40003))?;
+    let msgtype = non_empty_str(body, "msgtype").ok_or_else(|| SimError::api(40008))?;
+    let required = CUSTOM_TYPES
+        .iter()
+        .find(|(t, _)| *t == msgtype)
+        .map(|(_, fields)| *fields)
+        .ok_or_else(|| SimError::api(40008))?;
+    let object = body
+        .get(msgtype)
+        .filter(|o| o.is_object())
+        .ok_or_else(|| SimError::api(40008))?;
+    match msgtype {
+        "text" => {
+            non_empty_str(object, "content").ok_or_else(|| SimError::api(44004))?;
+        }
+        "news" => {
+            let articles = object
+                .get("articles")
+                .and_then(Value::as_array)
+                .ok_or_else(|| SimError::api(40008))?;
+            if articles.len() != 1 {
+                return Err(SimError::api(45008));
+            }
+        }
+        "msgmenu" => {
+            object
+                .get("list")
+                .and_then(Value::as_array)
+                .filter(|l| !l.is_empty())
+                .ok_or_else(|| SimError::api(40008))?;
+        }
+        _ => {
+            if required.iter().any(|f| non_empty_str(object, f).is_none()) {
+                return Err(SimError::api(40008));
+            }
+        }
+    }
+    Ok((touser, msgtype))
+}
+
+/// `POST /cgi-bin/message/custom/send`: within the user's window (45015 outside, 45047 past
+/// its allowance) the message is delivered (see `/_sim/messages`).
+pub(crate) async fn custom_send(
+    State(sim): State<Arc<Shared>>,
+    Query(q): Params,
+    body: Bytes,
+) -> Answer {
+    let appid = authorized(&sim, &q, paths::CUSTOM_SEND).await?;
+    let body: Value = serde_json::from_slice(&body).map_err(|_| SimError::api(47001))?;
+    let (touser, msgtype) = check_custom(&body)?;
+    let (touser, msgtype) = (touser.to_owned(), msgtype.to_owned());
+    sim.lock().custom_send(&appid, &touser, &msgtype, body)?;
+    Ok(Json(json!({ "errcode": 0, "errmsg": "ok" })))
+}
+
+/// `POST /cgi-bin/message/custom/typing`: `Typing`/`CancelTyping` (else 45072) for a user who
+/// interacted in the last 30 s (else 45080).
+pub(crate) async fn custom_typing(
+    State(sim): State<Arc<Shared>>,
+    Query(q): Params,
+    body: Bytes,
+) -> Answer {
+    let appid = authorized(&sim, &q, paths::CUSTOM_TYPING).await?;
+    let body: Value = serde_json::from_slice(&body).map_err(|_| SimError::api(47001))?;
+    let touser = non_empty_str(&body, "touser").ok_or_else(|| SimError::api(40003))?;
+    match body.get("command").and_then(Value::as_str) {
+        Some("Typing" | "CancelTyping") => {}
+        _ => return Err(SimError::api(45072)),
+    }
+    sim.lock().typing(&appid, touser)?;
+    Ok(Json(json!({ "errcode": 0, "errmsg": "ok" })))
+}
+
 /// Any other path: WeChat's "api unauthorized", naming the path.
 pub(crate) async fn not_simulated(uri: Uri) -> SimError {
     SimError::Api {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use wxoa_runtime::config::{AppConfig, SimConfig};
 
 use crate::SimError;
@@ -22,6 +23,17 @@ pub const FORCE_REFRESH_MIN_GAP_SECS: u64 = 30;
 pub(crate) const UNKNOWN_APP: &str = "-";
 /// WeChat's day boundary: midnight China time (UTC+8).
 const DAY_OFFSET_SECS: i64 = 8 * 3600;
+/// A user message opens a customer-service window this long ...
+const MESSAGE_WINDOW_MS: i64 = 48 * 3600 * 1000;
+/// ... allowing this many messages.
+const MESSAGE_WINDOW_SENDS: u32 = 5;
+/// A menu click, subscribe or scan event opens a window this long ...
+const EVENT_WINDOW_MS: i64 = 60 * 1000;
+/// ... allowing this many messages.
+const EVENT_WINDOW_SENDS: u32 = 3;
+/// `custom/typing` needs an interaction this recent.
+const TYPING_WINDOW_MS: i64 = 30 * 1000;
+
 /// Dead token records are kept this long after expiry so they still answer 42001.
 const KEEP_EXPIRED_MS: i64 = 24 * 3600 * 1000;
 
@@ -31,6 +43,8 @@ pub(crate) fn errmsg(errcode: i64) -> &'static str {
         -1 => "system error",
         40001 => "invalid credential, access_token is invalid or not latest",
         40002 => "invalid grant_type",
+        40003 => "invalid openid",
+        40008 => "invalid message type",
         40013 => "invalid appid",
         40097 => "invalid args",
         40125 => "invalid appsecret",
@@ -38,8 +52,14 @@ pub(crate) fn errmsg(errcode: i64) -> &'static str {
         41002 => "appid missing",
         41004 => "appsecret missing",
         42001 => "access_token expired",
+        44004 => "empty content",
+        45008 => "article size out of limit",
         45009 => "reach max api daily quota limit",
         45011 => "api minute-quota reach limit  mustslower  retry next minute",
+        45015 => "response out of time limit or subscription is canceled",
+        45047 => "out of response count limit",
+        45072 => "command invalid",
+        45080 => "not allowed to send typing: no interaction in the last 30 seconds",
         47001 => "data format error",
         48001 => "api unauthorized",
         _ => "simulated error",
@@ -279,6 +299,36 @@ pub(crate) struct CallbackStats {
     invalid: u64,
 }
 
+/// A user interaction that opens a customer-service window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum InteractionKind {
+    /// The user sent a message: 5 sends within 48 h.
+    Message,
+    /// A menu click, subscribe or QR scan: 3 sends within 1 minute.
+    Event,
+}
+
+/// The customer-service window of one (appid, openid): the newest interaction's allowance.
+struct Window {
+    at_ms: i64,
+    expires_ms: i64,
+    left: u32,
+}
+
+/// Something a user received.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Delivered {
+    pub(crate) appid: String,
+    pub(crate) openid: String,
+    /// `custom` (customer-service send) or `passive` (callback reply).
+    pub(crate) channel: &'static str,
+    pub(crate) msgtype: String,
+    /// The sent JSON, or the flattened reply fields.
+    pub(crate) body: Value,
+    pub(crate) at_ms: i64,
+}
+
 /// The counters `/_sim/stats` answers.
 #[derive(Debug, Clone, Default, Serialize)]
 pub(crate) struct Stats {
@@ -297,6 +347,10 @@ pub(crate) struct State {
     next_fault_id: u64,
     serial: u64,
     stats: Stats,
+    /// (appid, openid) → the customer-service window.
+    windows: HashMap<(String, String), Window>,
+    /// What users received, in order.
+    delivered: Vec<Delivered>,
 }
 
 impl State {
@@ -312,6 +366,8 @@ impl State {
             next_fault_id: 1,
             serial: 0,
             stats: Stats::default(),
+            windows: HashMap::new(),
+            delivered: Vec::new(),
         }
     }
 
@@ -530,5 +586,101 @@ impl State {
             app.stable = None;
         }
         revoked
+    }
+
+    /// Records a user interaction: the newest one replaces the window; answers (expires at,
+    /// sends allowed).
+    pub(crate) fn record_interaction(
+        &mut self,
+        appid: &str,
+        openid: &str,
+        kind: InteractionKind,
+    ) -> (i64, u32) {
+        let now = self.now_ms();
+        let (life_ms, left) = match kind {
+            InteractionKind::Message => (MESSAGE_WINDOW_MS, MESSAGE_WINDOW_SENDS),
+            InteractionKind::Event => (EVENT_WINDOW_MS, EVENT_WINDOW_SENDS),
+        };
+        let expires_ms = now.saturating_add(life_ms);
+        self.windows.insert(
+            (appid.to_owned(), openid.to_owned()),
+            Window {
+                at_ms: now,
+                expires_ms,
+                left,
+            },
+        );
+        (expires_ms, left)
+    }
+
+    /// A customer-service send: 45015 outside the window, 45047 past its allowance; else it
+    /// is delivered.
+    pub(crate) fn custom_send(
+        &mut self,
+        appid: &str,
+        openid: &str,
+        msgtype: &str,
+        body: Value,
+    ) -> Result<(), SimError> {
+        let now = self.now_ms();
+        let window = self
+            .windows
+            .get_mut(&(appid.to_owned(), openid.to_owned()))
+            .filter(|w| w.expires_ms > now)
+            .ok_or_else(|| SimError::api(45015))?;
+        if window.left == 0 {
+            return Err(SimError::api(45047));
+        }
+        window.left -= 1;
+        self.deliver(appid, openid, "custom", msgtype, body);
+        Ok(())
+    }
+
+    /// `custom/typing`: 45080 unless the user interacted in the last 30 s.
+    pub(crate) fn typing(&self, appid: &str, openid: &str) -> Result<(), SimError> {
+        let now = self.now_ms();
+        let recent = self
+            .windows
+            .get(&(appid.to_owned(), openid.to_owned()))
+            .is_some_and(|w| now < w.at_ms.saturating_add(TYPING_WINDOW_MS));
+        if recent {
+            Ok(())
+        } else {
+            Err(SimError::api(45080))
+        }
+    }
+
+    /// Appends to what the user received.
+    pub(crate) fn deliver(
+        &mut self,
+        appid: &str,
+        openid: &str,
+        channel: &'static str,
+        msgtype: &str,
+        body: Value,
+    ) {
+        let at_ms = self.now_ms();
+        self.delivered.push(Delivered {
+            appid: appid.to_owned(),
+            openid: openid.to_owned(),
+            channel,
+            msgtype: msgtype.to_owned(),
+            body,
+            at_ms,
+        });
+    }
+
+    /// What users received, in order, optionally of one app and/or user.
+    pub(crate) fn delivered(&self, appid: Option<&str>, openid: Option<&str>) -> Vec<Delivered> {
+        self.delivered
+            .iter()
+            .filter(|d| appid.is_none_or(|a| a == d.appid) && openid.is_none_or(|o| o == d.openid))
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets what users received; answers how many entries.
+    pub(crate) fn clear_delivered(&mut self) -> usize {
+        std::mem::take(&mut self.delivered).len()
     }
 }

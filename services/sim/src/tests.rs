@@ -856,3 +856,289 @@ async fn sim_send_runs_the_platform_side() {
         .unwrap();
     assert_eq!(response.status(), 404);
 }
+
+// ---- customer-service messages ----
+
+impl Running {
+    async fn interact(&self, appid: &str, openid: &str, kind: &str) -> Value {
+        let body = json!({"appid": appid, "openid": openid, "kind": kind});
+        self.post(paths::INTERACTIONS, body).await
+    }
+
+    /// The errcode of `custom/send` with this body.
+    async fn custom(&self, token: &str, body: Value) -> i64 {
+        let path = format!("{}?access_token={token}", paths::CUSTOM_SEND);
+        let answer = self.post(&path, body).await;
+        answer["errcode"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no errcode: {answer}"))
+    }
+
+    async fn custom_text(&self, token: &str, openid: &str, content: &str) -> i64 {
+        let body = json!({"touser": openid, "msgtype": "text", "text": {"content": content}});
+        self.custom(token, body).await
+    }
+
+    async fn typing(&self, token: &str, openid: &str, command: &str) -> i64 {
+        let path = format!("{}?access_token={token}", paths::CUSTOM_TYPING);
+        let answer = self
+            .post(&path, json!({"touser": openid, "command": command}))
+            .await;
+        errcode(&answer)
+    }
+
+    async fn messages(&self, appid: &str, openid: &str) -> Vec<Value> {
+        let answer = self
+            .get(&format!(
+                "{}?appid={appid}&openid={openid}",
+                paths::MESSAGES
+            ))
+            .await;
+        answer["messages"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no messages: {answer}"))
+            .clone()
+    }
+}
+
+#[tokio::test]
+async fn custom_send_message_window() {
+    let sim = Running::start("http://127.0.0.1:9").await;
+    let token = sim.token("wxsafe", "secret-safe").await;
+    assert_eq!(
+        sim.custom_text(&token, "o_1", "hi").await,
+        45015,
+        "no interaction, no window"
+    );
+    let opened = sim.interact("wxsafe", "o_1", "message").await;
+    assert_eq!(opened["allowed"], 5, "{opened}");
+    for i in 0..5 {
+        assert_eq!(sim.custom_text(&token, "o_1", &format!("m{i}")).await, 0);
+    }
+    assert_eq!(sim.custom_text(&token, "o_1", "m5").await, 45047);
+    assert_eq!(
+        sim.custom_text(&token, "o_2", "x").await,
+        45015,
+        "windows are per user"
+    );
+
+    // The newest interaction replaces the allowance; 48 h later the window is closed.
+    sim.interact("wxsafe", "o_1", "message").await;
+    sim.advance(47 * 3600).await;
+    let token = sim.token("wxsafe", "secret-safe").await;
+    assert_eq!(sim.custom_text(&token, "o_1", "late").await, 0);
+    sim.advance(3600).await;
+    let token = sim.token("wxsafe", "secret-safe").await;
+    assert_eq!(sim.custom_text(&token, "o_1", "too late").await, 45015);
+
+    let messages = sim.messages("wxsafe", "o_1").await;
+    let contents: Vec<&str> = messages
+        .iter()
+        .map(|m| m["body"]["text"]["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents, ["m0", "m1", "m2", "m3", "m4", "late"]);
+    assert_eq!(messages[0]["channel"], "custom");
+    assert_eq!(messages[0]["msgtype"], "text");
+    assert_eq!(messages[0]["appid"], "wxsafe");
+    assert_eq!(messages[0]["openid"], "o_1");
+    assert!(messages[0]["at_ms"].as_i64().unwrap() < messages[5]["at_ms"].as_i64().unwrap());
+    assert!(sim.messages("wxsafe", "o_2").await.is_empty());
+    assert!(sim.messages("wxplain", "o_1").await.is_empty());
+
+    let stats = sim.get(paths::STATS).await;
+    assert_eq!(stats["calls"]["wxsafe"][paths::CUSTOM_SEND], 10, "{stats}");
+    let cleared = sim
+        .http
+        .delete(format!("{}{}", sim.base, paths::MESSAGES))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cleared.json::<Value>().await.unwrap()["cleared"], 6);
+    assert!(sim.messages("wxsafe", "o_1").await.is_empty());
+}
+
+#[tokio::test]
+async fn custom_send_event_window() {
+    let sim = Running::start("http://127.0.0.1:9").await;
+    let token = sim.token("wxplain", "secret-plain").await;
+    let opened = sim.interact("wxplain", "o_e", "event").await;
+    assert_eq!(opened["allowed"], 3, "{opened}");
+    for _ in 0..3 {
+        assert_eq!(sim.custom_text(&token, "o_e", "hi").await, 0);
+    }
+    assert_eq!(sim.custom_text(&token, "o_e", "hi").await, 45047);
+
+    sim.interact("wxplain", "o_e", "event").await;
+    assert_eq!(sim.custom_text(&token, "o_e", "hi").await, 0);
+    sim.advance(61).await;
+    assert_eq!(sim.custom_text(&token, "o_e", "hi").await, 45015);
+
+    // Bad requests.
+    let unknown = sim
+        .http
+        .post(format!("{}{}", sim.base, paths::INTERACTIONS))
+        .json(&json!({"appid": "wxnope", "openid": "o", "kind": "event"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let bad_kind = sim
+        .http
+        .post(format!("{}{}", sim.base, paths::INTERACTIONS))
+        .json(&json!({"appid": "wxplain", "openid": "o", "kind": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_kind.status(), 400);
+}
+
+#[tokio::test]
+async fn custom_send_validation_token_and_faults() {
+    let sim = Running::start("http://127.0.0.1:9").await;
+    let token = sim.token("wxsafe", "secret-safe").await;
+    sim.interact("wxsafe", "o_v", "message").await;
+
+    let article =
+        json!({"title": "t", "description": "d", "url": "http://x", "picurl": "http://p"});
+    let two = json!({"touser": "o_v", "msgtype": "news", "news": {"articles": [article, article]}});
+    assert_eq!(sim.custom(&token, two).await, 45008);
+    let none = json!({"touser": "o_v", "msgtype": "news", "news": {"articles": []}});
+    assert_eq!(sim.custom(&token, none).await, 45008);
+    assert_eq!(sim.custom_text(&token, "o_v", "").await, 44004);
+    for bad in [
+        json!({"touser": "o_v", "msgtype": "sticker", "sticker": {"media_id": "m"}}),
+        json!({"touser": "o_v", "msgtype": "image", "image": {}}),
+        json!({"touser": "o_v", "msgtype": "image"}),
+        json!({"touser": "o_v", "msgtype": "miniprogrampage", "miniprogrampage": {"appid": "wxa"}}),
+    ] {
+        assert_eq!(sim.custom(&token, bad.clone()).await, 40008, "{bad}");
+    }
+    assert_eq!(
+        sim.custom(&token, json!({"msgtype": "text", "text": {"content": "x"}}))
+            .await,
+        40003
+    );
+    let bad_json = sim
+        .http
+        .post(format!(
+            "{}{}?access_token={token}",
+            sim.base,
+            paths::CUSTOM_SEND
+        ))
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(errcode(&bad_json.json().await.unwrap()), 47001);
+    assert!(
+        sim.messages("wxsafe", "o_v").await.is_empty(),
+        "refused sends use no allowance and deliver nothing"
+    );
+
+    // Faults by api path.
+    sim.post(
+        paths::FAULTS,
+        json!({"api": paths::CUSTOM_SEND, "errcode": -1, "times": 1}),
+    )
+    .await;
+    assert_eq!(sim.custom_text(&token, "o_v", "a").await, -1);
+    let news = json!({"touser": "o_v", "msgtype": "news", "news": {"articles": [article]},
+        "customservice": {"kf_account": "test1@kftest"}});
+    assert_eq!(sim.custom(&token, news).await, 0);
+    let card = json!({"touser": "o_v", "msgtype": "wxcard", "wxcard": {"card_id": "c"}});
+    assert_eq!(sim.custom(&token, card).await, 0);
+    let kinds: Vec<Value> = sim
+        .messages("wxsafe", "o_v")
+        .await
+        .iter()
+        .map(|m| m["msgtype"].clone())
+        .collect();
+    assert_eq!(kinds, [json!("news"), json!("wxcard")]);
+
+    // Token errors.
+    let missing = sim
+        .post(
+            paths::CUSTOM_SEND,
+            json!({"touser": "o_v", "msgtype": "text", "text": {"content": "x"}}),
+        )
+        .await;
+    assert_eq!(errcode(&missing), 41001);
+    sim.post(paths::REVOKE, json!({"appid": "wxsafe"})).await;
+    assert_eq!(sim.custom_text(&token, "o_v", "x").await, 40001);
+    let token = sim.token("wxsafe", "secret-safe").await;
+    sim.advance(7201).await;
+    assert_eq!(sim.custom_text(&token, "o_v", "x").await, 42001);
+}
+
+#[tokio::test]
+async fn custom_typing_rules() {
+    let sim = Running::start("http://127.0.0.1:9").await;
+    let token = sim.token("wxsafe", "secret-safe").await;
+    assert_eq!(sim.typing(&token, "o_t", "Typing").await, 45080);
+    sim.interact("wxsafe", "o_t", "message").await;
+    assert_eq!(sim.typing(&token, "o_t", "Typing").await, 0);
+    assert_eq!(sim.typing(&token, "o_t", "CancelTyping").await, 0);
+    assert_eq!(sim.typing(&token, "o_t", "Dance").await, 45072);
+    sim.advance(31).await;
+    assert_eq!(sim.typing(&token, "o_t", "Typing").await, 45080);
+    assert_eq!(
+        sim.custom_text(&token, "o_t", "still in the 48 h window")
+            .await,
+        0
+    );
+    assert_eq!(sim.typing("garbage", "o_t", "Typing").await, 40001);
+}
+
+#[tokio::test]
+async fn sim_send_opens_windows_and_records_replies() {
+    let (_gw, url, _stop) = Gateway::start(Behaviour::Echo).await;
+    let sim = Running::start(&url).await;
+    let token = sim.token("wxsafe", "secret-safe").await;
+    let click = json!({
+        "appid": "wxsafe",
+        "message": {"type": "event", "from": "o_s", "event": "CLICK", "event_key": "MENU_1"}
+    });
+    assert_eq!(sim.post(paths::SEND, click).await["outcome"], "reply");
+    for _ in 0..3 {
+        assert_eq!(sim.custom_text(&token, "o_s", "after click").await, 0);
+    }
+    assert_eq!(sim.custom_text(&token, "o_s", "one more").await, 45047);
+
+    let hello = json!({
+        "appid": "wxsafe",
+        "message": {"type": "text", "from": "o_s", "content": "hello"}
+    });
+    assert_eq!(sim.post(paths::SEND, hello).await["outcome"], "reply");
+    assert_eq!(sim.custom_text(&token, "o_s", "after message").await, 0);
+
+    let unsubscribe = json!({
+        "appid": "wxsafe",
+        "message": {"type": "event", "from": "o_u", "event": "unsubscribe"}
+    });
+    sim.post(paths::SEND, unsubscribe).await;
+    assert_eq!(sim.custom_text(&token, "o_u", "bye").await, 45015);
+
+    let messages = sim.messages("wxsafe", "o_s").await;
+    let channels: Vec<(&str, &str)> = messages
+        .iter()
+        .map(|m| {
+            (
+                m["channel"].as_str().unwrap(),
+                m["msgtype"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        channels,
+        [
+            ("passive", "text"),
+            ("custom", "text"),
+            ("custom", "text"),
+            ("custom", "text"),
+            ("passive", "text"),
+            ("custom", "text"),
+        ]
+    );
+    assert_eq!(messages[0]["body"]["Content"], "event: CLICK");
+    assert_eq!(messages[0]["body"]["ToUserName"], "o_s");
+}
