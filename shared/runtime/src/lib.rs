@@ -10,6 +10,7 @@
 //! - [`shutdown`]: the shutdown signal.
 //! - [`connect`]: NATS and Redis connections, stream provisioning.
 //! - [`admin`]: the admin server, readiness and metrics.
+//! - [`consumer`]: the shared JetStream consumer loop (provision, pull, handle, ack/nak/term).
 //! - [`local`]: command lines of local servers for `wxoa dev` and the tests.
 
 #![warn(missing_docs)]
@@ -17,6 +18,7 @@
 pub mod admin;
 pub mod config;
 pub mod connect;
+pub mod consumer;
 pub mod local;
 pub mod shutdown;
 pub mod telemetry;
