@@ -148,13 +148,24 @@ async fn handle(
 
     let env = Envelope::new(&app.app_id, received_at_ms, message);
     let deadline_ms = received_at_ms + state.config.reply_budget_ms as i64;
-    let key = envelope::reply_key(&env.id);
-    let pending = (state.config.reply_budget_ms > 0 && env.message.can_reply())
-        .then(|| state.rendezvous.register(&key, !env.message.is_event()))
-        .flatten();
-    let reply_subject = pending
-        .as_ref()
-        .map(|_| subjects::reply(&state.prefix, &app.app_id, &state.instance, &key));
+    // A rendezvous only when a reply is possible: no hashing or table work otherwise.
+    let (pending, reply_subject) = if state.config.reply_budget_ms > 0 && env.message.can_reply() {
+        let key = envelope::reply_key(&env.id);
+        match state.rendezvous.register(&key, !env.message.is_event()) {
+            Some(p) => (
+                Some(p),
+                Some(subjects::reply(
+                    &state.prefix,
+                    &app.app_id,
+                    &state.instance,
+                    &key,
+                )),
+            ),
+            None => (None, None),
+        }
+    } else {
+        (None, None)
+    };
 
     let stored = publish(
         state,

@@ -131,6 +131,18 @@ impl App {
             tracker.spawn(refresher.clone().refresh_loop(app_id, stop.clone()));
         }
         let permits = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+        // Answers one request in its own task, at most MAX_IN_FLIGHT at once.
+        let dispatch = |message| {
+            let (permits, refresher, nats, tracker) = (&permits, &refresher, &nats, &tracker);
+            async move {
+                let permit = permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed");
+                tracker.spawn(respond(refresher.clone(), nats.clone(), message, permit));
+            }
+        };
         let mut ended = None;
         loop {
             let message = tokio::select! {
@@ -144,12 +156,7 @@ impl App {
                 });
                 break;
             };
-            let permit = permits
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
-            tracker.spawn(respond(refresher.clone(), nats.clone(), message, permit));
+            dispatch(message).await;
         }
 
         health.stopping();
@@ -159,12 +166,7 @@ impl App {
             // Answer what the server delivered before the unsubscribe.
             let _ = tokio::time::timeout(grace, async {
                 while let Some(message) = requests.next().await {
-                    let permit = permits
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .expect("the semaphore is never closed");
-                    tracker.spawn(respond(refresher.clone(), nats.clone(), message, permit));
+                    dispatch(message).await;
                 }
             })
             .await;
