@@ -214,6 +214,10 @@ pub(crate) async fn custom_send(
     body: Bytes,
 ) -> Answer {
     let appid = authorized(&sim, &q, paths::CUSTOM_SEND).await?;
+    // Customer-service messages need a verified account.
+    if !sim.app(&appid).is_some_and(|a| a.verified) {
+        return Err(SimError::api(48001));
+    }
     let body: Value = serde_json::from_slice(&body).map_err(|_| SimError::api(47001))?;
     let (touser, msgtype) = check_custom(&body)?;
     let (touser, msgtype) = (touser.to_owned(), msgtype.to_owned());

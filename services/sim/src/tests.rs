@@ -34,10 +34,16 @@ fn config(gateway_url: &str) -> Config {
         token = "tok-safe"
         encoding_aes_key = "{KEY}"
         original_id = "gh_safe"
+        verified = true
         [[apps]]
         appid = "wxplain"
         secret = "secret-plain"
         token = "tok-plain"
+        verified = true
+        [[apps]]
+        appid = "wxunverified"
+        secret = "secret-unverified"
+        token = "tok-unverified"
         "#
     ))
     .expect("test config")
@@ -367,7 +373,7 @@ async fn ticket_needs_a_valid_token() {
 async fn faults_and_stats() {
     let sim = Running::start("http://127.0.0.1:9").await;
     let apps = sim.get(paths::APPS).await;
-    assert_eq!(apps, json!({"apps": ["wxsafe", "wxplain"]}));
+    assert_eq!(apps, json!({"apps": ["wxsafe", "wxplain", "wxunverified"]}));
 
     // errcode -1 once on one API.
     let rule = sim
@@ -904,6 +910,12 @@ impl Running {
 #[tokio::test]
 async fn custom_send_message_window() {
     let sim = Running::start("http://127.0.0.1:9").await;
+    let unverified = sim.token("wxunverified", "secret-unverified").await;
+    assert_eq!(
+        sim.custom_text(&unverified, "o_1", "hi").await,
+        48001,
+        "an unverified account may not send customer-service messages"
+    );
     let token = sim.token("wxsafe", "secret-safe").await;
     assert_eq!(
         sim.custom_text(&token, "o_1", "hi").await,

@@ -36,7 +36,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wxoa_runtime::Config;
@@ -110,18 +109,14 @@ impl App {
             grace,
             invalidate_subject,
         } = self;
-        let mut requests = nats
-            .queue_subscribe(invalidate_subject.clone(), queues::TOKEN.to_owned())
-            .await
-            .map_err(|e| TokenError::Subscribe {
-                subject: invalidate_subject.clone(),
-                message: e.to_string(),
-            })?;
-        // The server knows the interest before anyone is told we are ready.
-        nats.flush().await.map_err(|e| TokenError::Subscribe {
-            subject: invalidate_subject.clone(),
-            message: e.to_string(),
-        })?;
+        let requests =
+            wxoa_runtime::responder::subscribe(&nats, &invalidate_subject, queues::TOKEN)
+                .await
+                .map_err(|e| TokenError::Subscribe {
+                    subject: e.subject,
+                    message: e.message,
+                })?;
+        health.stopping_on(&shutdown);
         started.release();
         tracing::info!(apps = refresher.app_ids().len(), subject = %invalidate_subject, "token service running");
 
@@ -130,47 +125,20 @@ impl App {
         for app_id in refresher.app_ids() {
             tracker.spawn(refresher.clone().refresh_loop(app_id, stop.clone()));
         }
-        let permits = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
-        // Answers one request in its own task, at most MAX_IN_FLIGHT at once.
-        let dispatch = |message| {
-            let (permits, refresher, nats, tracker) = (&permits, &refresher, &nats, &tracker);
-            async move {
-                let permit = permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore is never closed");
-                tracker.spawn(respond(refresher.clone(), nats.clone(), message, permit));
-            }
-        };
-        let mut ended = None;
-        loop {
-            let message = tokio::select! {
-                _ = stop.cancelled() => break,
-                message = requests.next() => message,
-            };
-            let Some(message) = message else {
-                ended = Some(TokenError::Subscribe {
-                    subject: invalidate_subject.clone(),
-                    message: "the subscription ended".into(),
-                });
-                break;
-            };
-            dispatch(message).await;
-        }
+        let responder = refresher.clone();
+        let served = wxoa_runtime::responder::serve(
+            nats,
+            requests,
+            stop.clone(),
+            grace,
+            MAX_IN_FLIGHT,
+            move |message| respond(responder.clone(), message),
+        )
+        .await;
 
         health.stopping();
         stop.cancel();
         tracing::info!("token service stopping");
-        if ended.is_none() && requests.drain().await.is_ok() {
-            // Answer what the server delivered before the unsubscribe.
-            let _ = tokio::time::timeout(grace, async {
-                while let Some(message) = requests.next().await {
-                    dispatch(message).await;
-                }
-            })
-            .await;
-        }
         tracker.close();
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
             tracing::warn!(
@@ -178,20 +146,18 @@ impl App {
                 "work in flight did not finish within the grace period"
             );
         }
-        if let Err(e) = nats.flush().await {
-            tracing::warn!(error = %e, "flushing NATS failed");
-        }
-        ended.map_or(Ok(()), Err)
+        served.map_err(|e| TokenError::Subscribe {
+            subject: invalidate_subject,
+            message: e.message,
+        })
     }
 }
 
-/// Decodes one invalidation request, answers it (when it has a reply subject).
+/// Decodes one invalidation request and computes its answer.
 async fn respond(
     refresher: Arc<refresh::Refresher>,
-    nats: async_nats::Client,
     message: async_nats::Message,
-    _permit: tokio::sync::OwnedSemaphorePermit,
-) {
+) -> Option<bytes::Bytes> {
     let answer = match (
         subjects::app_id_of(refresher.nats_prefix(), &message.subject),
         serde_json::from_slice::<InvalidateRequest>(&message.payload),
@@ -204,13 +170,5 @@ async fn respond(
             InvalidateResponse::with_error(InvalidateStatus::Failed, format!("bad request: {e}"))
         }
     };
-    let Some(reply) = message.reply else { return };
-    match serde_json::to_vec(&answer) {
-        Ok(payload) => {
-            if let Err(e) = nats.publish(reply, payload.into()).await {
-                tracing::warn!(error = %e, "answering an invalidation request failed");
-            }
-        }
-        Err(e) => tracing::error!(error = %e, "encoding an invalidation answer failed"),
-    }
+    serde_json::to_vec(&answer).ok().map(Into::into)
 }

@@ -24,6 +24,40 @@ pub(crate) enum Command {
     Gateway,
     /// The token service.
     Token,
+    /// The reply worker: auto-reply rules and customer-service sends.
+    Replier,
+    /// Auto-reply rules of an app, through a running replier's request API.
+    Rules {
+        /// The app (default: the first configured).
+        #[arg(long, global = true)]
+        app: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Send a customer-service message (a `send` command) and wait for its result.
+    Send {
+        /// The app (default: the first configured).
+        #[arg(long)]
+        app: Option<String>,
+        /// The user's openid.
+        #[arg(long)]
+        openid: String,
+        /// The text to send.
+        #[arg(long, conflicts_with = "message")]
+        text: Option<String>,
+        /// The message as JSON (`{"type":"image","media_id":"..."}`, see docs/send-command.schema.json).
+        #[arg(long)]
+        message: Option<String>,
+        /// Show "typing…" first.
+        #[arg(long)]
+        typing: bool,
+        /// The command id (default: random); a repeated id is not sent again.
+        #[arg(long)]
+        id: Option<String>,
+    },
     /// The WeChat simulator, or a command to a running one.
     Sim {
         #[command(subcommand)]
@@ -31,6 +65,48 @@ pub(crate) enum Command {
     },
     /// Print the effective configuration (secrets redacted).
     Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RulesCommand {
+    /// Every rule in evaluation order, file and run-time.
+    List,
+    /// One rule.
+    Get {
+        /// The rule id.
+        id: String,
+    },
+    /// Create or replace the run-time rules of a TOML file (`[[rules]]`, see docs/rules.md);
+    /// the whole file is validated first and nothing is stored if any rule is invalid.
+    Put {
+        /// The TOML file.
+        file: PathBuf,
+    },
+    /// Remove a run-time rule.
+    Delete {
+        /// The rule id.
+        id: String,
+    },
+    /// Which rule answers a message, and the reply it renders.
+    Test {
+        /// A text message.
+        #[arg(long)]
+        text: Option<String>,
+        /// An event (subscribe, CLICK, SCAN, ...).
+        #[arg(long)]
+        event: Option<String>,
+        /// The event's EventKey.
+        #[arg(long)]
+        event_key: Option<String>,
+        /// A message type (image, voice, location, ...).
+        #[arg(long)]
+        msg_type: Option<String>,
+        /// Speech recognition text of a voice message.
+        #[arg(long)]
+        recognition: Option<String>,
+    },
+    /// Print the run-time rules as a TOML rules file.
+    Export,
 }
 
 #[derive(Debug, Subcommand)]

@@ -31,6 +31,9 @@ original_id = "gh_demoplain"
 verified = true
 "#;
 
+/// The demo auto-reply rules, used when `replier.rules_file` is not set.
+const DEMO_RULES: &str = include_str!("../../../deploy/rules.demo.toml");
+
 /// Local servers started for this run; killed when dropped.
 struct LocalServers {
     _children: Vec<Child>,
@@ -44,6 +47,15 @@ pub(crate) async fn run(mut config: Config) -> anyhow::Result<()> {
             .apps;
     }
     let _servers = ensure_servers(&mut config).await?;
+    let _rules = match config.replier.rules_file {
+        Some(_) => None,
+        None => {
+            let file = tempfile::NamedTempFile::new()?;
+            std::fs::write(file.path(), DEMO_RULES)?;
+            config.replier.rules_file = Some(file.path().to_owned());
+            Some(file)
+        }
+    };
     let (health, shutdown) = start_admin(&config).await?;
 
     let gateway = wxoa_gateway::App::build(&config, health.clone()).await?;
@@ -51,6 +63,7 @@ pub(crate) async fn run(mut config: Config) -> anyhow::Result<()> {
     let sim = wxoa_sim::Sim::build(&config).await?;
     config.wechat.api_base = sim.base_url();
     let token = wxoa_token::App::build(&config, health.clone()).await?;
+    let replier = wxoa_replier::App::build(&config, health.clone()).await?;
 
     print_banner(&config, gateway.local_addr(), &sim.base_url());
     let all = async {
@@ -63,6 +76,12 @@ pub(crate) async fn run(mut config: Config) -> anyhow::Result<()> {
             },
             async {
                 token
+                    .run(shutdown.clone())
+                    .await
+                    .map_err(anyhow::Error::from)
+            },
+            async {
+                replier
                     .run(shutdown.clone())
                     .await
                     .map_err(anyhow::Error::from)
@@ -91,9 +110,10 @@ fn print_banner(config: &Config, gateway: std::net::SocketAddr, sim: &str) {
          \n  wxoa sim send --app {DEMO_SAFE_APP} --text hello\
          \n  wxoa sim send --app {DEMO_PLAIN_APP} --event subscribe\
          \n  curl -s {sim}/_sim/send -d '{{\"appid\":\"{DEMO_PLAIN_APP}\",\"message\":{{\"type\":\"text\",\"from\":\"o1\",\"content\":\"hi\"}}}}' -H 'content-type: application/json'\
-         \nNo reply worker runs yet: a message that could be answered waits the reply budget\
-         \n({budget} ms) for any NATS client to answer on its Wx-Reply-Subject (docs/reply-rendezvous.md),\
-         \nthen WeChat gets \"success\".\
+         \nThe replier answers from the demo rules (deploy/rules.demo.toml); change them live:\
+         \n  wxoa rules list --app {DEMO_PLAIN_APP}      wxoa rules test --text hello\
+         \n  wxoa rules put my-rules.toml               (docs/rules.md)\
+         \nA reply not given within the budget ({budget} ms) goes out as a customer-service message.\
          \nWatch the stream:  nats --server {nats} sub '{prefix}.>'   (if the nats CLI is installed)\
          \nStop with Ctrl-C.\n",
         port = gateway.port(),

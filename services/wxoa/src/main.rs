@@ -3,6 +3,7 @@
 mod cli;
 mod dev;
 mod run;
+mod verbs;
 
 use clap::Parser;
 

@@ -8,6 +8,7 @@ use wxoa_runtime::admin::{self, Health};
 use wxoa_runtime::shutdown::CancellationToken;
 
 use crate::cli::{Command, SimCommand};
+use wxoa_wire::command::CustomMessage;
 
 pub(crate) async fn command(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
@@ -27,6 +28,33 @@ pub(crate) async fn command(command: Command, config: Config) -> anyhow::Result<
                 .await
                 .transpose()?;
             Ok(())
+        }
+        Command::Replier => {
+            let (health, shutdown) = start_admin(&config).await?;
+            let app = wxoa_replier::App::build(&config, health).await?;
+            with_grace(&config, &shutdown, app.run(shutdown.clone()))
+                .await
+                .transpose()?;
+            Ok(())
+        }
+        Command::Rules { app, json, command } => {
+            crate::verbs::rules(&config, app, json, command).await
+        }
+        Command::Send {
+            app,
+            openid,
+            text,
+            message,
+            typing,
+            id,
+        } => {
+            let message = match (text, message) {
+                (_, Some(json)) => serde_json::from_str::<CustomMessage>(&json)
+                    .context("--message is not a customer-service message")?,
+                (Some(content), None) => CustomMessage::Text { content },
+                (None, None) => anyhow::bail!("pass --text or --message"),
+            };
+            crate::verbs::send(&config, app, openid, message, typing, id).await
         }
         Command::Sim {
             command: None | Some(SimCommand::Serve),

@@ -1,6 +1,6 @@
 //! `wxoa dev` as the README runs it: with nothing answering at the configured URLs it starts
 //! its own nats-server and redis-server, runs every service with the simulator, takes a
-//! callback sent by `wxoa sim send`, and stops cleanly on SIGTERM.
+//! callback sent by `wxoa sim send` (answered by the demo rules), and stops cleanly on SIGTERM.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -51,7 +51,7 @@ fn dev_runs_everything_and_takes_a_callback() {
             format!("redis://127.0.0.1:{}", dead_port()),
         )
         .env("WXOA__GATEWAY__LISTEN", "127.0.0.1:0")
-        .env("WXOA__GATEWAY__REPLY_BUDGET_MS", "300")
+        .env("WXOA__GATEWAY__REPLY_BUDGET_MS", "3000")
         .env("WXOA__SIM__LISTEN", "127.0.0.1:0")
         .env("WXOA__ADMIN__LISTEN", "127.0.0.1:0")
         .env("WXOA__TELEMETRY__LOG_FILTER", "warn")
@@ -100,7 +100,14 @@ fn dev_runs_everything_and_takes_a_callback() {
             String::from_utf8_lossy(&out.stderr)
         );
         let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).expect("outcome JSON");
-        assert_eq!(outcome["outcome"], "success", "{outcome:#}");
+        // The demo rules answer "hello" passively, through the replier and the rendezvous.
+        assert_eq!(outcome["outcome"], "reply", "{outcome:#}");
+        assert!(
+            outcome["reply"]["Content"]
+                .as_str()
+                .is_some_and(|c| c.contains("You said “hello”")),
+            "{outcome:#}"
+        );
     }
 
     // The token service fetched tokens from the simulator for both demo apps.

@@ -72,6 +72,15 @@ impl Health {
         self.inner.stopping.store(true, Ordering::SeqCst);
     }
 
+    /// Marks the process as shutting down as soon as `shutdown` is cancelled (spawns a task).
+    pub fn stopping_on(&self, shutdown: &tokio_util::sync::CancellationToken) {
+        let (health, shutdown) = (self.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            health.stopping();
+        });
+    }
+
     /// `Ok` when ready, else what is missing.
     pub async fn ready(&self) -> Result<(), String> {
         if self.inner.stopping.load(Ordering::SeqCst) {

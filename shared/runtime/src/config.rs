@@ -67,6 +67,9 @@ pub struct Config {
     /// The token service.
     #[serde(default)]
     pub token: TokenConfig,
+    /// The reply worker and customer-service sender.
+    #[serde(default)]
+    pub replier: ReplierConfig,
     /// The WeChat simulator.
     #[serde(default)]
     pub sim: SimConfig,
@@ -241,6 +244,43 @@ impl Default for TokenConfig {
             jsapi_ticket: true,
             force_refresh_daily_limit: 20,
             force_refresh_min_interval_secs: 30,
+        }
+    }
+}
+
+/// `[replier]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplierConfig {
+    /// A TOML rules file loaded at start (see `docs/rules.md`); run-time rules in Redis overlay it.
+    pub rules_file: Option<PathBuf>,
+    /// How often run-time rules are re-read from Redis even without a change notice.
+    pub rules_poll_secs: u64,
+    /// Messages handled at once per replica.
+    pub concurrency: usize,
+    /// Messages per pull request.
+    pub batch: usize,
+    /// How long JetStream waits for a replica to settle a message before redelivering it.
+    pub ack_wait_ms: u64,
+    /// Deliveries of a send command before it fails for good.
+    pub send_max_deliver: i64,
+    /// Customer-service sends per app and second, across every replica (0 = unlimited).
+    pub send_rate_per_sec: u32,
+    /// How long claims and send results are kept (longer than WeChat's 48 h window).
+    pub state_ttl_secs: u64,
+}
+
+impl Default for ReplierConfig {
+    fn default() -> Self {
+        ReplierConfig {
+            rules_file: None,
+            rules_poll_secs: 30,
+            concurrency: 256,
+            batch: 64,
+            ack_wait_ms: 30_000,
+            send_max_deliver: 6,
+            send_rate_per_sec: 400,
+            state_ttl_secs: 3 * 24 * 3600,
         }
     }
 }

@@ -133,11 +133,43 @@ pub async fn inbound_stream(
     js: &jetstream::Context,
     config: &NatsConfig,
 ) -> Result<stream::Stream, ConnectError> {
-    let name = wxoa_wire::names::streams::inbound(&config.prefix);
+    limits_stream(
+        js,
+        config,
+        wxoa_wire::names::streams::inbound(&config.prefix),
+        "wxoa: every inbound WeChat message and event",
+        wxoa_wire::names::subjects::inbound_filters(&config.prefix),
+    )
+    .await
+}
+
+/// Creates the command stream (`WECHAT_COMMANDS`: command.> of every app, Limits retention so
+/// any number of workers can consume it, dedupe window) or checks that it exists.
+pub async fn commands_stream(
+    js: &jetstream::Context,
+    config: &NatsConfig,
+) -> Result<stream::Stream, ConnectError> {
+    limits_stream(
+        js,
+        config,
+        wxoa_wire::names::streams::commands(&config.prefix),
+        "wxoa: commands for the workers",
+        vec![wxoa_wire::names::subjects::commands_filter(&config.prefix)],
+    )
+    .await
+}
+
+async fn limits_stream(
+    js: &jetstream::Context,
+    config: &NatsConfig,
+    name: String,
+    description: &str,
+    subjects: Vec<String>,
+) -> Result<stream::Stream, ConnectError> {
     js.get_or_create_stream(stream::Config {
         name: name.clone(),
-        description: Some("wxoa: every inbound WeChat message and event".into()),
-        subjects: wxoa_wire::names::subjects::inbound_filters(&config.prefix),
+        description: Some(description.into()),
+        subjects,
         retention: stream::RetentionPolicy::Limits,
         storage: match config.storage {
             Storage::File => stream::StorageType::File,

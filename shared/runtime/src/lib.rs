@@ -11,6 +11,7 @@
 //! - [`connect`]: NATS and Redis connections, stream provisioning.
 //! - [`admin`]: the admin server, readiness and metrics.
 //! - [`consumer`]: the shared JetStream consumer loop (provision, pull, handle, ack/nak/term).
+//! - [`responder`]: the shared core-NATS request responder loop.
 //! - [`local`]: command lines of local servers for `wxoa dev` and the tests.
 
 #![warn(missing_docs)]
@@ -20,6 +21,7 @@ pub mod config;
 pub mod connect;
 pub mod consumer;
 pub mod local;
+pub mod responder;
 pub mod shutdown;
 pub mod telemetry;
 

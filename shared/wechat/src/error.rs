@@ -59,6 +59,16 @@ impl WechatError {
         }
     }
 
+    /// True when WeChat may have carried out the call although it failed here: the request
+    /// left (not a connect error) and no answer said otherwise (a timeout, a broken body). A
+    /// caller that must not do a thing twice (send a message) treats such a call as done.
+    pub fn maybe_delivered(&self) -> bool {
+        match self {
+            WechatError::Http(e) => !e.is_connect() && !e.is_builder(),
+            _ => false,
+        }
+    }
+
     /// The errcode when WeChat answered one.
     pub fn errcode(&self) -> Option<i64> {
         match self {

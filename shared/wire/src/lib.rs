@@ -11,12 +11,14 @@
 //! - [`inbound`]: inbound XML → [`inbound::Inbound`], hostile XML rejected, dedupe keys.
 //! - [`reply`]: passive replies, their XML and the encrypted envelope, the rendezvous JSON.
 //! - [`envelope`]: the JSON event envelope and its NATS headers.
+//! - [`command`]: the `send` command, its result, reply outcomes, the request-API error.
 //! - [`names`]: subjects, streams, headers and Redis keys.
 //! - [`web`]: the JS-SDK signature and the OAuth2 authorize URL.
 //! - [`token`]: the token service's NATS contracts (invalidate, refreshed) and token fingerprints.
 
 #![warn(missing_docs)]
 
+pub mod command;
 pub mod crypto;
 pub mod envelope;
 pub mod inbound;

@@ -99,9 +99,40 @@ pub mod subjects {
         format!("{prefix}.{}.command.{}", token(app_id), token(kind))
     }
 
-    /// `<prefix>.<appid>.notice.<kind>`: facts workers announce.
+    /// `<prefix>.*.command.<kind>`: one kind of command of every app (a worker's filter).
+    pub fn command_all(prefix: &str, kind: &str) -> String {
+        format!("{prefix}.*.command.{}", token(kind))
+    }
+
+    /// `<prefix>.*.command.>`: what the command stream holds.
+    pub fn commands_filter(prefix: &str) -> String {
+        format!("{prefix}.*.command.>")
+    }
+
+    /// `<prefix>.<appid>.notice.<kind>`: facts workers announce (`kind` from [`super::notices`]).
     pub fn notice(prefix: &str, app_id: &str, kind: &str) -> String {
         format!("{prefix}.{}.notice.{kind}", token(app_id))
+    }
+
+    /// `<prefix>.*.notice.<kind>`: one kind of notice of every app.
+    pub fn notice_all(prefix: &str, kind: &str) -> String {
+        format!("{prefix}.*.notice.{kind}")
+    }
+
+    /// `<prefix>.<appid>.api.<area>.<verb>`: a request API of a service (JSON in, JSON out,
+    /// errors as `{"error":{"code","message"}}`).
+    pub fn api(prefix: &str, app_id: &str, area: &str, verb: &str) -> String {
+        format!("{prefix}.{}.api.{area}.{}", token(app_id), token(verb))
+    }
+
+    /// `<prefix>.*.api.<area>.*`: every request of one API area (a responder's subscription).
+    pub fn api_listen(prefix: &str, area: &str) -> String {
+        format!("{prefix}.*.api.{area}.*")
+    }
+
+    /// The verb (last token) of an API subject.
+    pub fn api_verb(subject: &str) -> &str {
+        subject.rsplit('.').next().unwrap_or_default()
     }
 
     /// The appid token of a subject under `prefix` (the second token), if any.
@@ -144,6 +175,40 @@ pub mod streams {
 pub mod queues {
     /// The token service's invalidation responders.
     pub const TOKEN: &str = "wxoa-token";
+    /// The replier's API responders (rules, send status).
+    pub const REPLIER: &str = "wxoa-replier";
+}
+
+/// Durable JetStream consumer names.
+pub mod consumers {
+    /// The replier on the inbound stream.
+    pub const REPLIER: &str = "wxoa-replier";
+    /// The customer-service sender on `command.send`.
+    pub const SENDER: &str = "wxoa-sender";
+}
+
+/// Command kinds (`<prefix>.<appid>.command.<kind>`).
+pub mod commands {
+    /// Send one customer-service message ([`crate::command::SendCommand`]).
+    pub const SEND: &str = "send";
+}
+
+/// Notice kinds (`<prefix>.<appid>.notice.<kind>`).
+pub mod notices {
+    /// The result of a send command ([`crate::command::SendResult`]).
+    pub const SEND_RESULT: &str = "send.result";
+    /// How the replier answered a message ([`crate::command::ReplyOutcome`]).
+    pub const REPLY_OUTCOME: &str = "reply.outcome";
+    /// An app's run-time rules changed (`{"version": n}`): repliers reload them.
+    pub const RULES_CHANGED: &str = "rules.changed";
+}
+
+/// Request API areas (`<prefix>.<appid>.api.<area>.<verb>`).
+pub mod apis {
+    /// Auto-reply rules: `list`, `get`, `put`, `delete`, `test`.
+    pub const RULES: &str = "rules";
+    /// Send commands: `status`.
+    pub const SEND: &str = "send";
 }
 
 /// NATS header names.
@@ -198,6 +263,31 @@ pub mod keys {
     /// `<prefix>:{<appid>}:token:force:last`: unix ms of the last forced refresh.
     pub fn token_force_last(prefix: &str, app_id: &str) -> String {
         format!("{prefix}:{{{app_id}}}:token:force:last")
+    }
+
+    /// `<prefix>:{<appid>}:rules`: run-time auto-reply rules, a hash of id → rule JSON.
+    pub fn rules(prefix: &str, app_id: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:rules")
+    }
+
+    /// `<prefix>:{<appid>}:rules:version`: bumped by every rule change.
+    pub fn rules_version(prefix: &str, app_id: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:rules:version")
+    }
+
+    /// `<prefix>:{<appid>}:reply:<key>`: how the replier is answering one message (its claim).
+    pub fn reply_claim(prefix: &str, app_id: &str, key: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:reply:{key}")
+    }
+
+    /// `<prefix>:{<appid>}:send:<key>`: the state and result of one send command.
+    pub fn send_state(prefix: &str, app_id: &str, key: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:send:{key}")
+    }
+
+    /// `<prefix>:{<appid>}:rate:<what>:<unix second>`: a per-second call counter.
+    pub fn rate(prefix: &str, app_id: &str, what: &str, second: i64) -> String {
+        format!("{prefix}:{{{app_id}}}:rate:{what}:{second}")
     }
 
     /// `<prefix>:{<appid>}:quota:<api>:<yyyymmdd>`: calls of one API that day.

@@ -1,0 +1,290 @@
+//! Operator verbs over the services' NATS request APIs: `wxoa rules ...` and `wxoa send`.
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use futures::StreamExt;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use wxoa_replier::api::{
+    DeleteResponse, IdRequest, ListResponse, ListedRule, PutRequest, PutResponse, TestMessage,
+    TestResponse,
+};
+use wxoa_rules::{Match, Rule};
+use wxoa_runtime::Config;
+use wxoa_wire::command::{ApiErrorBody, CustomMessage, SendCommand, SendResult, SendStatus};
+use wxoa_wire::names::{apis, commands, headers, notices, subjects};
+
+use crate::cli::RulesCommand;
+
+/// How long a request waits for a replier.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The app a verb is about: `--app`, else the first configured.
+fn app_of(config: &Config, app: Option<String>) -> anyhow::Result<String> {
+    app.or_else(|| config.apps.first().map(|a| a.appid.clone()))
+        .ok_or_else(|| anyhow!("no app: pass --app or configure [[apps]]"))
+}
+
+/// One request to `<prefix>.<app>.api.<area>.<verb>`; an error answer becomes an error.
+async fn request<Q: Serialize, A: DeserializeOwned>(
+    nats: &async_nats::Client,
+    config: &Config,
+    app: &str,
+    area: &str,
+    verb: &str,
+    body: Q,
+) -> anyhow::Result<A> {
+    let subject = subjects::api(&config.nats.prefix, app, area, verb);
+    let payload = serde_json::to_vec(&body)?;
+    let answer = tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        nats.request(subject.clone(), payload.into()),
+    )
+    .await
+    .map_err(|_| anyhow!("no answer on {subject} within {REQUEST_TIMEOUT:?}"))?
+    .map_err(|e| match e.kind() {
+        async_nats::RequestErrorKind::NoResponders => {
+            anyhow!("no replier is running (nobody answers {subject})")
+        }
+        _ => anyhow!("request {subject}: {e}"),
+    })?;
+    if let Ok(ApiErrorBody { error }) = serde_json::from_slice(&answer.payload) {
+        bail!("{} ({})", error.message, error.code);
+    }
+    serde_json::from_slice(&answer.payload)
+        .with_context(|| format!("reading the answer of {subject}"))
+}
+
+async fn connect(config: &Config) -> anyhow::Result<async_nats::Client> {
+    Ok(wxoa_runtime::connect::nats(&config.nats, "wxoa-cli").await?)
+}
+
+fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// `wxoa rules ...`
+pub(crate) async fn rules(
+    config: &Config,
+    app: Option<String>,
+    as_json: bool,
+    command: RulesCommand,
+) -> anyhow::Result<()> {
+    let app = app_of(config, app)?;
+    let nats = connect(config).await?;
+    let call = |verb: &'static str, body: Value| {
+        request::<Value, Value>(&nats, config, &app, apis::RULES, verb, body)
+    };
+    match command {
+        RulesCommand::List => {
+            let list: ListResponse = serde_json::from_value(call("list", Value::Null).await?)?;
+            if as_json {
+                return print_json(&list);
+            }
+            println!(
+                "{} rules of {app} (run-time version {})",
+                list.rules.len(),
+                list.version
+            );
+            println!(
+                "{:<24} {:<8} {:>4} {:<3} {:<40} REPLY",
+                "ID", "SOURCE", "PRIO", "ON", "MATCH"
+            );
+            for ListedRule { source, rule } in &list.rules {
+                println!(
+                    "{:<24} {:<8} {:>4} {:<3} {:<40} {}",
+                    rule.id,
+                    format!("{source:?}").to_lowercase(),
+                    rule.priority,
+                    if rule.enabled { "yes" } else { "no" },
+                    describe_match(&rule.matcher),
+                    rule.reply.as_ref().map_or("(no reply)".to_owned(), |r| {
+                        serde_json::to_string(r).unwrap_or_default()
+                    }),
+                );
+            }
+            Ok(())
+        }
+        RulesCommand::Get { id } => {
+            let rule: ListedRule = serde_json::from_value(
+                call("get", serde_json::to_value(IdRequest { id })?).await?,
+            )?;
+            print_json(&rule)
+        }
+        RulesCommand::Put { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let rules = wxoa_rules::parse_toml(&text)
+                .with_context(|| format!("checking {}", file.display()))?;
+            let rules: Vec<Rule> = rules
+                .rules
+                .into_iter()
+                .filter(|r| r.applies_to(&app))
+                .collect();
+            if rules.is_empty() {
+                bail!("{} holds no rule for app {app}", file.display());
+            }
+            for rule in rules {
+                let id = rule.id.clone();
+                let answer: PutResponse = serde_json::from_value(
+                    call("put", serde_json::to_value(PutRequest { rule })?).await?,
+                )
+                .with_context(|| format!("storing rule `{id}`"))?;
+                if as_json {
+                    print_json(
+                        &serde_json::json!({"id": id, "created": answer.created, "version": answer.version}),
+                    )?;
+                } else {
+                    let verb = if answer.created {
+                        "created"
+                    } else {
+                        "replaced"
+                    };
+                    println!("{verb} rule `{id}` (version {})", answer.version);
+                }
+            }
+            Ok(())
+        }
+        RulesCommand::Delete { id } => {
+            let answer: DeleteResponse = serde_json::from_value(
+                call(
+                    "delete",
+                    serde_json::to_value(IdRequest { id: id.clone() })?,
+                )
+                .await?,
+            )?;
+            if as_json {
+                return print_json(&answer);
+            }
+            println!("deleted rule `{id}` (version {})", answer.version);
+            Ok(())
+        }
+        RulesCommand::Test {
+            text,
+            event,
+            event_key,
+            msg_type,
+            recognition,
+        } => {
+            let message = TestMessage {
+                text,
+                event,
+                event_key,
+                msg_type,
+                recognition,
+                ..TestMessage::default()
+            };
+            let answer: TestResponse =
+                serde_json::from_value(call("test", serde_json::to_value(message)?).await?)?;
+            if as_json {
+                return print_json(&answer);
+            }
+            match (&answer.rule, &answer.reply) {
+                (None, _) => println!("no rule matches"),
+                (Some(rule), None) => println!("rule `{rule}` matches: no reply"),
+                (Some(rule), Some(reply)) => {
+                    println!(
+                        "rule `{rule}` matches; reply: {}",
+                        serde_json::to_string(reply)?
+                    )
+                }
+            }
+            Ok(())
+        }
+        RulesCommand::Export => {
+            let list: ListResponse = serde_json::from_value(call("list", Value::Null).await?)?;
+            let rules: Vec<Rule> = list
+                .rules
+                .into_iter()
+                .filter(|r| r.source == wxoa_replier::store::Source::Runtime)
+                .map(|r| r.rule)
+                .collect();
+            if as_json {
+                return print_json(&rules);
+            }
+            print!("{}", toml::to_string(&wxoa_rules::RulesFile { rules })?);
+            Ok(())
+        }
+    }
+}
+
+fn describe_match(matcher: &Match) -> String {
+    match matcher {
+        Match::Keyword { mode, patterns, .. } => {
+            format!("keyword {mode:?} {patterns:?}").to_lowercase()
+        }
+        Match::Event { event, key } => match key {
+            Some(key) => format!("event {event} key={key}"),
+            None => format!("event {event}"),
+        },
+        Match::Message { msg_type } => format!("message {msg_type}"),
+        Match::Default => "default".to_owned(),
+    }
+}
+
+/// `wxoa send`: publishes a send command and waits for its result notice.
+pub(crate) async fn send(
+    config: &Config,
+    app: Option<String>,
+    openid: String,
+    message: CustomMessage,
+    typing: bool,
+    id: Option<String>,
+) -> anyhow::Result<()> {
+    let app = app_of(config, app)?;
+    let nats = connect(config).await?;
+    let command = SendCommand {
+        id: id.unwrap_or_else(|| format!("cli-{}", wxoa_runtime::now_ms())),
+        openid,
+        message,
+        typing,
+        kf_account: None,
+    };
+    command.validate()?;
+    let mut results = nats
+        .subscribe(subjects::notice(
+            &config.nats.prefix,
+            &app,
+            notices::SEND_RESULT,
+        ))
+        .await?;
+    let js = async_nats::jetstream::new(nats.clone());
+    wxoa_runtime::connect::commands_stream(&js, &config.nats).await?;
+    let mut msg_headers = async_nats::HeaderMap::new();
+    msg_headers.insert(headers::MSG_ID, command.id.as_str());
+    js.publish_with_headers(
+        subjects::command(&config.nats.prefix, &app, commands::SEND),
+        msg_headers,
+        serde_json::to_vec(&command)?.into(),
+    )
+    .await?
+    .await
+    .context("storing the command (is the command stream there? start a replier once)")?;
+    let wait = async {
+        while let Some(notice) = results.next().await {
+            if let Ok(result) = serde_json::from_slice::<SendResult>(&notice.payload)
+                && result.id == command.id
+            {
+                return Some(result);
+            }
+        }
+        None
+    };
+    let result = tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "no result for send `{}` within 30 s (is a replier running?)",
+                command.id
+            )
+        })?
+        .ok_or_else(|| anyhow!("the notice subscription ended"))?;
+    print_json(&result)?;
+    if result.status != SendStatus::Sent {
+        bail!("send `{}` {:?}", command.id, result.status);
+    }
+    Ok(())
+}
