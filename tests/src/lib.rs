@@ -184,6 +184,57 @@ impl Drop for OwnNats {
     }
 }
 
+/// A redis-server owned by one test, which may freeze it (SIGSTOP: connections stay open, no
+/// answers) and thaw it.
+pub struct OwnRedis {
+    /// Its URL.
+    pub url: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnRedis {
+    /// Starts a server on a free port.
+    pub fn start() -> OwnRedis {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let args = wxoa_runtime::local::redis_server_args(port, dir.path());
+        let child = spawn_watched("redis-server", &args);
+        wait_for_port(port, "redis-server");
+        OwnRedis {
+            url: format!("redis://127.0.0.1:{port}"),
+            child,
+            _dir: dir,
+        }
+    }
+
+    fn signal(&self, signal: &str) -> bool {
+        Command::new("pkill")
+            .arg(signal)
+            .arg("-P")
+            .arg(self.child.id().to_string())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Freezes the server: it accepts nothing and answers nothing until [`OwnRedis::thaw`].
+    pub fn freeze(&self) {
+        assert!(self.signal("-STOP"), "pkill -STOP found the redis-server");
+    }
+
+    /// Lets a frozen server go on.
+    pub fn thaw(&self) {
+        assert!(self.signal("-CONT"), "pkill -CONT found the redis-server");
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        kill_watched(&mut self.child);
+    }
+}
+
 /// A Redis Cluster of three masters on free ports, owned by one test and stopped with it.
 pub struct RedisCluster {
     ports: Vec<u16>,
@@ -271,8 +322,14 @@ impl Drop for RedisCluster {
 /// A config for one test: its own prefixes (subjects, streams, Redis keys), memory streams,
 /// every listener on a free port, and two apps (plaintext and safe mode).
 pub fn test_config(nats_url: &str, redis_url: &str) -> Config {
+    Config::from_toml(&test_config_text(nats_url, redis_url)).expect("test config is valid")
+}
+
+/// The TOML text of a fresh [`test_config`] (for a service started as a process with
+/// `--config`).
+pub fn test_config_text(nats_url: &str, redis_url: &str) -> String {
     let id = unique_id();
-    let text = format!(
+    format!(
         r#"
         [nats]
         url = "{nats_url}"
@@ -308,8 +365,7 @@ pub fn test_config(nats_url: &str, redis_url: &str) -> Config {
         original_id = "gh_safe"
         verified = true
         "#
-    );
-    Config::from_toml(&text).expect("test config is valid")
+    )
 }
 
 /// [`test_config`] on the shared servers.
