@@ -173,7 +173,11 @@ async fn keyword_and_event_rules_reply_passively_in_plain_and_safe_mode() {
     let stack = Stack::start(shared_config()).await;
     let _replier = stack.replier().await;
 
-    for (app, mode) in [(PLAIN_APP, "plain"), (SAFE_APP, "safe"), (SAFE_APP, "compat")] {
+    for (app, mode) in [
+        (PLAIN_APP, "plain"),
+        (SAFE_APP, "safe"),
+        (SAFE_APP, "compat"),
+    ] {
         let user = format!("o_hello_{mode}");
         let outcome = stack.send(text(app, mode, &user, "hello")).await;
         assert_eq!(outcome["outcome"], "reply", "{mode}: {outcome:#}");
@@ -195,15 +199,16 @@ async fn keyword_and_event_rules_reply_passively_in_plain_and_safe_mode() {
     assert_eq!(outcome["reply"]["MsgType"], "news");
     assert_eq!(outcome["reply"]["ArticleCount"], "2", "{outcome:#}");
     assert_eq!(
-        outcome["reply"]["Articles/item[0]/Description"],
-        "scene spring",
+        outcome["reply"]["Articles/item[0]/Description"], "scene spring",
         "{outcome:#}"
     );
 
     // A rule without a reply, and no rule at all: `success` at once (no waiting out the budget,
     // so WeChat's first try is answered).
     for content in ["shh please", "nothing matches this"] {
-        let outcome = stack.send(text(PLAIN_APP, "plain", "o_quiet", content)).await;
+        let outcome = stack
+            .send(text(PLAIN_APP, "plain", "o_quiet", content))
+            .await;
         assert_eq!(outcome["outcome"], "success", "{content}: {outcome:#}");
         assert_eq!(outcome["attempts"].as_array().unwrap().len(), 1);
     }
@@ -249,7 +254,10 @@ async fn a_stalled_replier_falls_back_to_customer_service_exactly_once() {
     let got = received_settled(&stack, SAFE_APP, "o_late", 1).await;
     assert_eq!(got.len(), 1, "exactly one reply: {got:#?}");
     assert_eq!(got[0]["channel"], "custom");
-    assert_eq!(got[0]["body"]["text"]["content"], "Hi o_late, you said hello");
+    assert_eq!(
+        got[0]["body"]["text"]["content"],
+        "Hi o_late, you said hello"
+    );
 
     let outcome: Value = serde_json::from_slice(
         &tokio::time::timeout(Duration::from_secs(5), outcomes.next())
@@ -270,7 +278,10 @@ async fn a_stalled_replier_falls_back_to_customer_service_exactly_once() {
     )
     .unwrap();
     assert_eq!(result["status"], "sent", "{result}");
-    assert!(result["id"].as_str().unwrap().starts_with("reply:"), "{result}");
+    assert!(
+        result["id"].as_str().unwrap().starts_with("reply:"),
+        "{result}"
+    );
 }
 
 #[tokio::test]
@@ -287,7 +298,9 @@ async fn rules_changed_at_run_time_take_effect_without_restart() {
         }
     };
 
-    let before = stack.send(text(PLAIN_APP, "plain", "o_promo", "promo")).await;
+    let before = stack
+        .send(text(PLAIN_APP, "plain", "o_promo", "promo"))
+        .await;
     assert_eq!(before["outcome"], "success", "{before:#}");
 
     // The JSON of docs/rules.md, over raw NATS.
@@ -300,7 +313,9 @@ async fn rules_changed_at_run_time_take_effect_without_restart() {
     assert_eq!(put["created"], true, "{put}");
     let tested = ask("test", r#"{"text": "any promo?"}"#).await;
     assert_eq!(tested["rule"], "promo", "{tested}");
-    let after = stack.send(text(PLAIN_APP, "plain", "o_promo", "promo")).await;
+    let after = stack
+        .send(text(PLAIN_APP, "plain", "o_promo", "promo"))
+        .await;
     assert_eq!(after["outcome"], "reply", "{after:#}");
     assert_eq!(after["reply"]["Content"], "20% off today");
 
@@ -319,7 +334,9 @@ async fn rules_changed_at_run_time_take_effect_without_restart() {
         .find(|r| r["rule"]["id"] == "hello")
         .unwrap();
     assert_eq!(hello["source"], "runtime", "{listed}");
-    let outcome = stack.send(text(PLAIN_APP, "plain", "o_promo", "hello")).await;
+    let outcome = stack
+        .send(text(PLAIN_APP, "plain", "o_promo", "hello"))
+        .await;
     assert_eq!(outcome["outcome"], "success", "masked: {outcome:#}");
 
     // Invalid rules are refused with a clear error and change nothing.
@@ -346,7 +363,9 @@ async fn rules_changed_at_run_time_take_effect_without_restart() {
     assert!(deleted["version"].as_i64().unwrap() >= 3, "{deleted}");
     let refused = ask("delete", r#"{"id": "hello"}"#).await;
     assert_eq!(refused["error"]["code"], "not_found", "{refused}");
-    let outcome = stack.send(text(PLAIN_APP, "plain", "o_promo", "hello")).await;
+    let outcome = stack
+        .send(text(PLAIN_APP, "plain", "o_promo", "hello"))
+        .await;
     assert_eq!(outcome["outcome"], "reply", "{outcome:#}");
 }
 
@@ -373,7 +392,9 @@ async fn a_reply_sent_by_hand_on_the_rendezvous_subject_reaches_the_user() {
             .unwrap();
         String::from_utf8(answer.payload.to_vec()).unwrap()
     });
-    let outcome = stack.send(text(SAFE_APP, "safe", "o_hand", "anyone?")).await;
+    let outcome = stack
+        .send(text(SAFE_APP, "safe", "o_hand", "anyone?"))
+        .await;
     assert_eq!(outcome["outcome"], "reply", "{outcome:#}");
     assert_eq!(outcome["reply"]["Content"], "made by hand");
     assert_eq!(hand.await.unwrap(), r#"{"status":"taken"}"#);
@@ -385,7 +406,11 @@ async fn send_commands_from_raw_nats_are_sent_once_with_results() {
     let _replier = stack.replier().await;
     let nats = stack.nats().await;
     let mut results = nats
-        .subscribe(subjects::notice(stack.prefix(), PLAIN_APP, notices::SEND_RESULT))
+        .subscribe(subjects::notice(
+            stack.prefix(),
+            PLAIN_APP,
+            notices::SEND_RESULT,
+        ))
         .await
         .unwrap();
     nats.flush().await.unwrap();
@@ -427,7 +452,10 @@ async fn send_commands_from_raw_nats_are_sent_once_with_results() {
     publish(command).await;
     let again = next_result().await;
     assert_eq!(again["status"], "sent");
-    assert_eq!(again["at_ms"], result["at_ms"], "the stored result: {again}");
+    assert_eq!(
+        again["at_ms"], result["at_ms"],
+        "the stored result: {again}"
+    );
 
     // WeChat busy once (-1): retried with backoff, then sent.
     stack
@@ -453,7 +481,10 @@ async fn send_commands_from_raw_nats_are_sent_once_with_results() {
     let invalid = next_result().await;
     assert_eq!(invalid["status"], "failed");
     assert!(
-        invalid["error"].as_str().unwrap().contains("exactly 1 article"),
+        invalid["error"]
+            .as_str()
+            .unwrap()
+            .contains("exactly 1 article"),
         "{invalid}"
     );
 
@@ -479,7 +510,11 @@ async fn a_revoked_token_is_refreshed_and_the_send_still_goes_out() {
     let _replier = stack.replier().await;
     let nats = stack.nats().await;
     let mut results = nats
-        .subscribe(subjects::notice(stack.prefix(), SAFE_APP, notices::SEND_RESULT))
+        .subscribe(subjects::notice(
+            stack.prefix(),
+            SAFE_APP,
+            notices::SEND_RESULT,
+        ))
         .await
         .unwrap();
     nats.flush().await.unwrap();
