@@ -2,7 +2,7 @@
 -- Requests are pre-built by `wxoa-bench-requests` (one file per wrk thread, "path<TAB>body"
 -- lines, each with a unique MsgId), so wrk spends no time building them.
 
-local threads = {}
+threads = {}
 local counter = 0
 
 function setup(thread)

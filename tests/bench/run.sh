@@ -1,62 +1,122 @@
 #!/usr/bin/env bash
-# Load test of the gateway's full path against a real nats-server with JetStream (file storage):
-# verify, (decrypt,) parse, durable publish with PubAck, answer "success".
+# Load tests against real servers (nats-server with JetStream, file storage; redis-server),
+# everything on 127.0.0.1:
 #
-# Usage: tests/bench/run.sh [plain|safe] [duration, default 20s] [connections, default 64]
-# Needs nats-server and wrk (apt-get install nats-server wrk). Everything runs on 127.0.0.1.
+#   plain | safe              the gateway's full path: verify, (decrypt,) parse, durable publish
+#                             with PubAck, answer "success"
+#   reply-plain | reply-safe  the passive-reply round trip: callback in, JetStream, `wxoa replier`
+#                             (rules, claim in Redis), rendezvous, reply XML (encrypted in safe
+#                             mode) out
+#   send                      customer-service sends: `send` commands through `wxoa replier`
+#                             against the simulator, results as notices
+#
+# Usage: tests/bench/run.sh MODE [duration, default 20s] [connections, default 64]
+#        (send: tests/bench/run.sh send [commands, default 20000])
+# Needs nats-server, redis-server and wrk (apt-get install nats-server redis-server wrk).
 set -euo pipefail
 mode=${1:-plain}
 duration=${2:-20s}
 connections=${3:-64}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
-cargo build --release -q -p wxoa -p wxoa-tests --bin wxoa --bin wxoa-bench-requests --bin wxoa-bench-publish
+cargo build --release -q -p wxoa -p wxoa-tests --bin wxoa --bin wxoa-bench-requests --bin wxoa-bench-publish --bin wxoa-bench-send
 
 tmp=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-nats_port=$(free_port); gw_port=$(free_port); admin_port=$(free_port)
+wait_port() { for _ in $(seq 200); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
+wait_ready() { for _ in $(seq 400); do curl -sf "http://127.0.0.1:$1/readyz" >/dev/null && return; sleep 0.05; done; echo "admin $1 never ready" >&2; exit 1; }
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime, in clock ticks
+nats_port=$(free_port); redis_port=$(free_port); gw_port=$(free_port); sim_port=$(free_port)
+admin_gw=$(free_port); admin_rp=$(free_port); admin_tk=$(free_port)
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$tmp"; }
 pids=()
 trap cleanup EXIT
 
 nats-server -a 127.0.0.1 -p "$nats_port" -js -sd "$tmp/js" >"$tmp/nats.log" 2>&1 &
+pids+=($!); nats_pid=$!
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp" >"$tmp/redis.log" 2>&1 &
 pids+=($!)
 key=abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG
+case "$mode" in *safe) aes=$key ;; *) aes= ;; esac
+case "$mode" in reply-*) budget=4000 ;; *) budget=0 ;; esac
+cat >"$tmp/rules.toml" <<'TOML'
+[[rules]]
+id = "echo"
+match = { kind = "keyword", mode = "prefix", patterns = ["benchmark"] }
+reply = { type = "text", content = "echo: {{content}}" }
+TOML
 cat >"$tmp/wxoa.toml" <<TOML
 [nats]
 url = "nats://127.0.0.1:$nats_port"
 prefix = "bench"
+[redis]
+url = "redis://127.0.0.1:$redis_port"
+[wechat]
+api_base = "http://127.0.0.1:$sim_port"
 [gateway]
 listen = "127.0.0.1:$gw_port"
 timestamp_window_secs = 0
-reply_budget_ms = 0
-[admin]
-listen = "127.0.0.1:$admin_port"
+reply_budget_ms = $budget
+[sim]
+listen = "127.0.0.1:$sim_port"
+gateway_url = "http://127.0.0.1:$gw_port"
+[replier]
+rules_file = "$tmp/rules.toml"
+send_rate_per_sec = 0
 [telemetry]
 log_filter = "warn"
 [[apps]]
 appid = "wxbench000000001"
 secret = "bench-secret"
 token = "bench-token"
-$([ "$mode" = safe ] && echo "encoding_aes_key = \"$key\"")
+verified = true
+$([ -n "$aes" ] && echo "encoding_aes_key = \"$aes\"")
 TOML
-for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$nats_port") 2>/dev/null && break; sleep 0.05; done
-WXOA_CONFIG="$tmp/wxoa.toml" ${WXOA_BENCH_ENV:-} target/release/wxoa gateway >"$tmp/gateway.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 200); do curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null && break; sleep 0.05; done
+wait_port "$nats_port"; wait_port "$redis_port"
+export WXOA_CONFIG="$tmp/wxoa.toml"
+WXOA__ADMIN__LISTEN=127.0.0.1:$admin_gw ${WXOA_BENCH_ENV:-} target/release/wxoa gateway >"$tmp/gateway.log" 2>&1 &
+pids+=($!); gw_pid=$!
+wait_ready "$admin_gw"
+
+if [ "$mode" = send ]; then
+  count=${2:-20000}
+  target/release/wxoa sim >"$tmp/sim.log" 2>&1 &
+  pids+=($!)
+  wait_port "$sim_port"
+  WXOA__ADMIN__LISTEN=127.0.0.1:$admin_tk target/release/wxoa token >"$tmp/token.log" 2>&1 &
+  pids+=($!)
+  WXOA__ADMIN__LISTEN=127.0.0.1:$admin_rp target/release/wxoa replier >"$tmp/replier.log" 2>&1 &
+  pids+=($!); rp_pid=$!
+  wait_ready "$admin_tk"; wait_ready "$admin_rp"
+  for _ in $(seq 100); do [ "$(redis-cli -p "$redis_port" exists 'wechat:{wxbench000000001}:access_token')" = 1 ] && break; sleep 0.1; done
+  echo "== customer-service sends: $count commands, 1 replier, $(nproc) cores"
+  rp0=$(cpu "$rp_pid")
+  target/release/wxoa-bench-send "nats://127.0.0.1:$nats_port" bench wxbench000000001 "http://127.0.0.1:$sim_port" "$count"
+  rp1=$(cpu "$rp_pid"); hz=$(getconf CLK_TCK)
+  echo "== CPU per send: replier $(( (rp1 - rp0) * 1000000 / hz / count )) us"
+  curl -s "http://127.0.0.1:$admin_rp/metrics" | grep -v '^#' | grep -v ' 0$' || true
+  exit 0
+fi
+
+script=tests/bench/gateway.lua
+if [ "$budget" != 0 ]; then
+  WXOA__ADMIN__LISTEN=127.0.0.1:$admin_rp target/release/wxoa replier >"$tmp/replier.log" 2>&1 &
+  pids+=($!); rp_pid=$!
+  wait_ready "$admin_rp"
+  script=tests/bench/reply.lua
+fi
 
 export WXOA_BENCH_FILE="$tmp/requests"
-[ "$mode" = safe ] && aes=$key || aes=
 # Enough unique messages for the run (a request beyond them repeats one: a dedupe hit).
 target/release/wxoa-bench-requests "$WXOA_BENCH_FILE" "${WXOA_BENCH_COUNT:-800000}" 2 wxbench000000001 bench-token $aes
 
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }  # utime + stime, in clock ticks
-gw_pid=${pids[1]}; nats_pid=${pids[0]}; hz=$(getconf CLK_TCK)
-gw0=$(cpu "$gw_pid"); nats0=$(cpu "$nats_pid")
-echo "== gateway full path, $mode mode, $duration, $connections connections, $(nproc) cores"
-wrk -t2 -c"$connections" -d"$duration" --latency -s tests/bench/gateway.lua "http://127.0.0.1:$gw_port" | tee "$tmp/wrk.out"
+hz=$(getconf CLK_TCK)
+gw0=$(cpu "$gw_pid"); nats0=$(cpu "$nats_pid"); rp0=$( [ -n "${rp_pid:-}" ] && cpu "$rp_pid" || echo 0)
+echo "== $mode, $duration, $connections connections, $(nproc) cores"
+wrk -t2 -c"$connections" -d"$duration" --timeout 5s --latency -s "$script" "http://127.0.0.1:$gw_port" | tee "$tmp/wrk.out"
 total=$(awk '/requests in/ {print $1}' "$tmp/wrk.out")
-gw1=$(cpu "$gw_pid"); nats1=$(cpu "$nats_pid")
-echo "== CPU per request: gateway $(( (gw1 - gw0) * 1000000 / hz / total )) us, nats-server $(( (nats1 - nats0) * 1000000 / hz / total )) us"
-echo "== gateway counters"
-curl -s "http://127.0.0.1:$admin_port/metrics" | grep -v '^#' | grep -v ' 0$' || true
+gw1=$(cpu "$gw_pid"); nats1=$(cpu "$nats_pid"); rp1=$( [ -n "${rp_pid:-}" ] && cpu "$rp_pid" || echo 0)
+echo "== CPU per request: gateway $(( (gw1 - gw0) * 1000000 / hz / total )) us, nats-server $(( (nats1 - nats0) * 1000000 / hz / total )) us, replier $(( (rp1 - rp0) * 1000000 / hz / total )) us"
+echo "== counters"
+curl -s "http://127.0.0.1:$admin_gw/metrics" | grep -v '^#' | grep -v ' 0$' || true
+[ -n "${rp_pid:-}" ] && { curl -s "http://127.0.0.1:$admin_rp/metrics" | grep -v '^#' | grep -v ' 0$' || true; }

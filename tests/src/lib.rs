@@ -16,6 +16,9 @@ use std::time::Duration;
 
 use wxoa_runtime::Config;
 
+mod platform;
+pub use platform::Platform;
+
 /// The callback token of the plaintext test app.
 pub const PLAIN_APP: &str = "wxplain000000001";
 /// The safe-mode test app.

@@ -3,75 +3,13 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream;
-use serde_json::{Value, json};
-use wxoa_runtime::Config;
-use wxoa_runtime::admin::Health;
-use wxoa_runtime::shutdown::CancellationToken;
-use wxoa_tests::{OwnNats, PLAIN_APP, SAFE_APP, shared_config, test_config};
-use wxoa_wire::names::streams;
+use serde_json::json;
+use wxoa_tests::{OwnNats, PLAIN_APP, Platform, SAFE_APP, shared_config, test_config};
 use wxoa_wire::reply::{PassiveReply, ReplyResponse};
-
-/// Gateway + simulator wired together.
-struct Stack {
-    config: Config,
-    sim_url: String,
-    http: reqwest::Client,
-    shutdown: CancellationToken,
-}
-
-impl Stack {
-    async fn start(mut config: Config) -> Stack {
-        let shutdown = CancellationToken::new();
-        let gateway = wxoa_gateway::App::build(&config, Health::default())
-            .await
-            .expect("gateway");
-        config.sim.gateway_url = format!("http://{}", gateway.local_addr());
-        let sim = wxoa_sim::Sim::build(&config).await.expect("sim");
-        let sim_url = sim.base_url();
-        tokio::spawn(gateway.run(shutdown.clone()));
-        tokio::spawn(sim.run(shutdown.clone()));
-        Stack {
-            config,
-            sim_url,
-            http: reqwest::Client::new(),
-            shutdown,
-        }
-    }
-
-    /// Asks the simulator to deliver a callback and returns its outcome.
-    async fn send(&self, request: Value) -> Value {
-        self.http
-            .post(format!("{}/_sim/send", self.sim_url))
-            .json(&request)
-            .send()
-            .await
-            .expect("sim answers")
-            .json()
-            .await
-            .expect("outcome JSON")
-    }
-
-    async fn stream_len(&self) -> u64 {
-        let nats = async_nats::connect(&self.config.nats.url).await.unwrap();
-        let js = jetstream::new(nats);
-        let mut stream = js
-            .get_stream(streams::inbound(&self.config.nats.prefix))
-            .await
-            .unwrap();
-        stream.info().await.unwrap().state.messages
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
 
 #[tokio::test]
 async fn callback_to_stream_to_reply_in_every_mode() {
-    let stack = Stack::start(shared_config()).await;
+    let stack = Platform::start(shared_config(), "", false).await;
     let mut answers = wxoa_tests::spawn_replier(&stack.config, |envelope| {
         let content = format!(
             "echo: {}",
@@ -114,7 +52,7 @@ async fn wechat_retries_are_deduplicated() {
     // WeChat retries the same callback, which JetStream recognises as a duplicate.
     config.sim.callback_timeout_ms = 400;
     config.gateway.reply_budget_ms = 2000;
-    let stack = Stack::start(config).await;
+    let stack = Platform::start(config, "", false).await;
     let outcome = stack
         .send(json!({"appid": SAFE_APP, "message": {"type": "text", "from": "o_retry", "content": "once", "msg_id": 4242}}))
         .await;
@@ -140,7 +78,7 @@ async fn nats_stopped_then_recovered_loses_nothing() {
     config.gateway.reply_budget_ms = 0;
     config.gateway.publish_timeout_ms = 500;
     config.sim.callback_timeout_ms = 2000;
-    let stack = Stack::start(config).await;
+    let stack = Platform::start(config, "", false).await;
     let xml = |id: u64| {
         format!(
             "<xml><ToUserName><![CDATA[gh_plain]]></ToUserName><FromUserName><![CDATA[o_fault]]></FromUserName>\

@@ -7,10 +7,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use wxoa_runtime::Config;
-use wxoa_runtime::admin::Health;
-use wxoa_runtime::shutdown::CancellationToken;
-use wxoa_tests::{PLAIN_APP, SAFE_APP, eventually, shared_config};
+use wxoa_tests::{PLAIN_APP, Platform, SAFE_APP, eventually, shared_config};
 use wxoa_wire::names::{apis, commands, notices, subjects};
 
 const RULES: &str = r#"
@@ -32,119 +29,41 @@ id = "quiet"
 match = { kind = "keyword", mode = "prefix", patterns = ["shh"] }
 "#;
 
-/// Gateway + simulator + token service (+ repliers on demand), wired together.
-struct Stack {
-    config: Config,
-    sim_url: String,
-    http: reqwest::Client,
-    shutdown: CancellationToken,
-    _rules: tempfile::NamedTempFile,
+/// Publishes raw JSON send commands for one app and reads their result notices.
+struct Sends {
+    js: jetstream::Context,
+    subject: String,
+    results: async_nats::Subscriber,
 }
 
-impl Stack {
-    async fn start(mut config: Config) -> Stack {
-        let rules = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(rules.path(), RULES).unwrap();
-        config.replier.rules_file = Some(rules.path().to_owned());
-        let shutdown = CancellationToken::new();
-        let gateway = wxoa_gateway::App::build(&config, Health::default())
+impl Sends {
+    async fn new(stack: &Platform, app: &str) -> Sends {
+        let nats = stack.nats().await;
+        let results = nats
+            .subscribe(subjects::notice(stack.prefix(), app, notices::SEND_RESULT))
             .await
-            .expect("gateway");
-        config.sim.gateway_url = format!("http://{}", gateway.local_addr());
-        let sim = wxoa_sim::Sim::build(&config).await.expect("sim");
-        let sim_url = sim.base_url();
-        config.wechat.api_base = sim_url.clone();
-        let token = wxoa_token::App::build(&config, Health::default())
-            .await
-            .expect("token service");
-        tokio::spawn(gateway.run(shutdown.clone()));
-        tokio::spawn(sim.run(shutdown.clone()));
-        tokio::spawn(token.run(shutdown.clone()));
-        let stack = Stack {
-            config,
-            sim_url,
-            http: reqwest::Client::new(),
-            shutdown,
-            _rules: rules,
-        };
-        // The token service has filled Redis for both apps.
-        let filled = eventually(Duration::from_secs(10), || async {
-            let stats = stack.get("/_sim/stats").await;
-            let fetched =
-                |app: &str| stats["calls"][app]["/cgi-bin/stable_token"].as_u64() >= Some(1);
-            (fetched(PLAIN_APP) && fetched(SAFE_APP)).then_some(())
-        })
-        .await;
-        assert!(filled.is_some(), "the token service fetched tokens");
-        stack
+            .unwrap();
+        nats.flush().await.unwrap();
+        Sends {
+            js: jetstream::new(nats),
+            subject: subjects::command(stack.prefix(), app, commands::SEND),
+            results,
+        }
     }
 
-    /// Starts a replier in this process; cancel the token to stop it.
-    async fn replier(&self) -> CancellationToken {
-        let stop = self.shutdown.child_token();
-        let health = Health::default();
-        let app = wxoa_replier::App::build(&self.config, health.clone())
+    async fn publish(&self, body: &str) {
+        let ack = self
+            .js
+            .publish(self.subject.clone(), body.to_owned().into());
+        ack.await.unwrap().await.unwrap();
+    }
+
+    async fn next(&mut self) -> Value {
+        let notice = tokio::time::timeout(Duration::from_secs(15), self.results.next())
             .await
-            .expect("replier");
-        tokio::spawn(app.run(stop.clone()));
-        let ready = eventually(Duration::from_secs(10), || async {
-            health.ready().await.ok()
-        })
-        .await;
-        assert!(ready.is_some(), "the replier became ready");
-        stop
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.sim_url))
-            .send()
-            .await
-            .expect("sim answers")
-            .json()
-            .await
-            .expect("JSON")
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        self.http
-            .post(format!("{}{path}", self.sim_url))
-            .json(&body)
-            .send()
-            .await
-            .expect("sim answers")
-            .json()
-            .await
-            .expect("JSON")
-    }
-
-    /// The simulator delivers a callback, as WeChat would, and checks the answer.
-    async fn send(&self, request: Value) -> Value {
-        self.post("/_sim/send", request).await
-    }
-
-    /// What the user `openid` of `app` received, in order.
-    async fn received(&self, app: &str, openid: &str) -> Vec<Value> {
-        let messages = self
-            .get(&format!("/_sim/messages?appid={app}&openid={openid}"))
-            .await;
-        messages["messages"].as_array().cloned().unwrap_or_default()
-    }
-
-    async fn nats(&self) -> async_nats::Client {
-        async_nats::connect(&self.config.nats.url)
-            .await
-            .expect("nats")
-    }
-
-    fn prefix(&self) -> &str {
-        &self.config.nats.prefix
-    }
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+            .expect("a result notice within 15 s")
+            .unwrap();
+        serde_json::from_slice(&notice.payload).unwrap()
     }
 }
 
@@ -153,7 +72,7 @@ fn text(app: &str, mode: &str, from: &str, content: &str) -> Value {
 }
 
 /// Waits until `openid` has received `n` messages, then a little longer to catch extras.
-async fn received_settled(stack: &Stack, app: &str, openid: &str, n: usize) -> Vec<Value> {
+async fn received_settled(stack: &Platform, app: &str, openid: &str, n: usize) -> Vec<Value> {
     let got = eventually(Duration::from_secs(15), || async {
         let got = stack.received(app, openid).await;
         (got.len() >= n).then_some(got)
@@ -170,7 +89,7 @@ async fn received_settled(stack: &Stack, app: &str, openid: &str, n: usize) -> V
 
 #[tokio::test]
 async fn keyword_and_event_rules_reply_passively_in_plain_and_safe_mode() {
-    let stack = Stack::start(shared_config()).await;
+    let stack = Platform::start(shared_config(), RULES, true).await;
     let _replier = stack.replier().await;
 
     for (app, mode) in [
@@ -219,7 +138,7 @@ async fn keyword_and_event_rules_reply_passively_in_plain_and_safe_mode() {
 async fn without_a_replier_wechat_gets_success_within_the_budget() {
     let mut config = shared_config();
     config.gateway.reply_budget_ms = 800;
-    let stack = Stack::start(config).await;
+    let stack = Platform::start(config, RULES, true).await;
     for (app, mode) in [(PLAIN_APP, "plain"), (SAFE_APP, "safe")] {
         let outcome = stack.send(text(app, mode, "o_alone", "hello")).await;
         // `success`, not an error page, on WeChat's first try (inside its 5 s).
@@ -233,7 +152,7 @@ async fn without_a_replier_wechat_gets_success_within_the_budget() {
 async fn a_stalled_replier_falls_back_to_customer_service_exactly_once() {
     let mut config = shared_config();
     config.gateway.reply_budget_ms = 300;
-    let stack = Stack::start(config).await;
+    let stack = Platform::start(config, RULES, true).await;
     let nats = stack.nats().await;
     let mut outcomes = nats
         .subscribe(subjects::notice_all(stack.prefix(), notices::REPLY_OUTCOME))
@@ -286,7 +205,7 @@ async fn a_stalled_replier_falls_back_to_customer_service_exactly_once() {
 
 #[tokio::test]
 async fn rules_changed_at_run_time_take_effect_without_restart() {
-    let stack = Stack::start(shared_config()).await;
+    let stack = Platform::start(shared_config(), RULES, true).await;
     let _replier = stack.replier().await;
     let nats = stack.nats().await;
     let ask = |verb: &str, body: &str| {
@@ -371,7 +290,7 @@ async fn rules_changed_at_run_time_take_effect_without_restart() {
 
 #[tokio::test]
 async fn a_reply_sent_by_hand_on_the_rendezvous_subject_reaches_the_user() {
-    let stack = Stack::start(shared_config()).await;
+    let stack = Platform::start(shared_config(), RULES, true).await;
     // No wxoa code: a core-NATS subscription and a request with the documented JSON.
     let nats = stack.nats().await;
     let mut inbound = nats
@@ -402,38 +321,9 @@ async fn a_reply_sent_by_hand_on_the_rendezvous_subject_reaches_the_user() {
 
 #[tokio::test]
 async fn send_commands_from_raw_nats_are_sent_once_with_results() {
-    let stack = Stack::start(shared_config()).await;
+    let stack = Platform::start(shared_config(), RULES, true).await;
     let _replier = stack.replier().await;
-    let nats = stack.nats().await;
-    let mut results = nats
-        .subscribe(subjects::notice(
-            stack.prefix(),
-            PLAIN_APP,
-            notices::SEND_RESULT,
-        ))
-        .await
-        .unwrap();
-    nats.flush().await.unwrap();
-    let js = jetstream::new(nats.clone());
-    let subject = subjects::command(stack.prefix(), PLAIN_APP, commands::SEND);
-    let publish = |body: &str| {
-        let (js, subject, body) = (js.clone(), subject.clone(), body.to_owned());
-        async move {
-            js.publish(subject, body.into())
-                .await
-                .unwrap()
-                .await
-                .unwrap();
-        }
-    };
-    let mut next_result = async || -> Value {
-        let notice = tokio::time::timeout(Duration::from_secs(15), results.next())
-            .await
-            .expect("a result notice within 15 s")
-            .unwrap();
-        serde_json::from_slice(&notice.payload).unwrap()
-    };
-
+    let mut sends = Sends::new(&stack, PLAIN_APP).await;
     // The user wrote to the account (48 h window, 5 messages).
     stack
         .post(
@@ -443,14 +333,14 @@ async fn send_commands_from_raw_nats_are_sent_once_with_results() {
         .await;
     let command = r#"{"id": "order-42", "openid": "o_cs", "typing": true,
                       "message": {"type": "text", "content": "Your order shipped"}}"#;
-    publish(command).await;
-    let result = next_result().await;
+    sends.publish(command).await;
+    let result = sends.next().await;
     assert_eq!(result["id"], "order-42");
     assert_eq!(result["status"], "sent", "{result}");
 
     // The same id again: announced again, not sent again.
-    publish(command).await;
-    let again = next_result().await;
+    sends.publish(command).await;
+    let again = sends.next().await;
     assert_eq!(again["status"], "sent");
     assert_eq!(
         again["at_ms"], result["at_ms"],
@@ -464,21 +354,24 @@ async fn send_commands_from_raw_nats_are_sent_once_with_results() {
             json!({"appid": PLAIN_APP, "api": "/cgi-bin/message/custom/send", "errcode": -1, "times": 1}),
         )
         .await;
-    publish(r#"{"id": "busy-1", "openid": "o_cs", "message": {"type": "msgmenu", "head_content": "Rate us", "list": [{"id": "1", "content": "Good"}]}}"#).await;
-    let busy = next_result().await;
+    sends.publish(r#"{"id": "busy-1", "openid": "o_cs", "message": {"type": "msgmenu", "head_content": "Rate us", "list": [{"id": "1", "content": "Good"}]}}"#).await;
+    let busy = sends.next().await;
     assert_eq!(busy["status"], "sent", "{busy}");
     assert_eq!(busy["attempts"], 2, "{busy}");
 
     // Outside the window: WeChat's 45015, a clear failure, not retried.
-    publish(r#"{"id": "stranger-1", "openid": "o_never_wrote", "message": {"type": "text", "content": "hi"}}"#).await;
-    let refused = next_result().await;
+    sends.publish(r#"{"id": "stranger-1", "openid": "o_never_wrote", "message": {"type": "text", "content": "hi"}}"#).await;
+    let refused = sends.next().await;
     assert_eq!(refused["status"], "failed", "{refused}");
     assert_eq!(refused["errcode"], 45015, "{refused}");
 
     // Invalid commands fail with a reason, before any WeChat call.
-    publish(r#"{"id": "bad-1", "openid": "o_cs", "message": {"type": "news", "articles": []}}"#)
+    sends
+        .publish(
+            r#"{"id": "bad-1", "openid": "o_cs", "message": {"type": "news", "articles": []}}"#,
+        )
         .await;
-    let invalid = next_result().await;
+    let invalid = sends.next().await;
     assert_eq!(invalid["status"], "failed");
     assert!(
         invalid["error"]
@@ -493,7 +386,9 @@ async fn send_commands_from_raw_nats_are_sent_once_with_results() {
     assert_eq!(got[1]["msgtype"], "msgmenu");
 
     // The stored result, through the request API.
-    let status = nats
+    let status = stack
+        .nats()
+        .await
         .request(
             subjects::api(stack.prefix(), PLAIN_APP, apis::SEND, "status"),
             r#"{"id": "stranger-1"}"#.into(),
@@ -506,18 +401,9 @@ async fn send_commands_from_raw_nats_are_sent_once_with_results() {
 
 #[tokio::test]
 async fn a_revoked_token_is_refreshed_and_the_send_still_goes_out() {
-    let stack = Stack::start(shared_config()).await;
+    let stack = Platform::start(shared_config(), RULES, true).await;
     let _replier = stack.replier().await;
-    let nats = stack.nats().await;
-    let mut results = nats
-        .subscribe(subjects::notice(
-            stack.prefix(),
-            SAFE_APP,
-            notices::SEND_RESULT,
-        ))
-        .await
-        .unwrap();
-    nats.flush().await.unwrap();
+    let mut sends = Sends::new(&stack, SAFE_APP).await;
     stack
         .post(
             "/_sim/interactions",
@@ -525,20 +411,10 @@ async fn a_revoked_token_is_refreshed_and_the_send_still_goes_out() {
         )
         .await;
     stack.post("/_sim/revoke", json!({"appid": SAFE_APP})).await;
-    let js = jetstream::new(nats.clone());
-    js.publish(
-        subjects::command(stack.prefix(), SAFE_APP, commands::SEND),
-        r#"{"id": "after-revoke", "openid": "o_rev", "message": {"type": "text", "content": "still here"}}"#.into(),
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap();
-    let notice = tokio::time::timeout(Duration::from_secs(15), results.next())
-        .await
-        .unwrap()
-        .unwrap();
-    let result: Value = serde_json::from_slice(&notice.payload).unwrap();
+    sends
+        .publish(r#"{"id": "after-revoke", "openid": "o_rev", "message": {"type": "text", "content": "still here"}}"#)
+        .await;
+    let result = sends.next().await;
     assert_eq!(result["status"], "sent", "{result}");
     assert_eq!(stack.received(SAFE_APP, "o_rev").await.len(), 1);
 }

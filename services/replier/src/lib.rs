@@ -161,10 +161,7 @@ impl App {
     /// Connects to NATS and Redis (registering both with `health` for readiness) and reads the
     /// rules file (an invalid file is an error: the replier does not start).
     pub async fn build(config: &Config, health: Health) -> Result<App, ReplierError> {
-        let nats = wxoa_runtime::connect::nats(&config.nats, "wxoa-replier").await?;
-        let redis = wxoa_runtime::connect::redis(&config.redis).await?;
-        health.watch_nats(&nats);
-        health.watch_redis(&redis);
+        let (nats, redis) = wxoa_runtime::connect::watched(config, "wxoa-replier", &health).await?;
         App::from_parts(config, nats, redis, health)
     }
 

@@ -67,10 +67,7 @@ pub struct App {
 impl App {
     /// Connects to NATS and Redis (registering both with `health` for readiness).
     pub async fn build(config: &Config, health: Health) -> Result<App, TokenError> {
-        let nats = wxoa_runtime::connect::nats(&config.nats, "wxoa-token").await?;
-        let redis = wxoa_runtime::connect::redis(&config.redis).await?;
-        health.watch_nats(&nats);
-        health.watch_redis(&redis);
+        let (nats, redis) = wxoa_runtime::connect::watched(config, "wxoa-token", &health).await?;
         App::from_parts(config, nats, redis, health)
     }
 

@@ -111,8 +111,9 @@ fn print_banner(config: &Config, gateway: std::net::SocketAddr, sim: &str) {
          \n  wxoa sim send --app {DEMO_PLAIN_APP} --event subscribe\
          \n  curl -s {sim}/_sim/send -d '{{\"appid\":\"{DEMO_PLAIN_APP}\",\"message\":{{\"type\":\"text\",\"from\":\"o1\",\"content\":\"hi\"}}}}' -H 'content-type: application/json'\
          \nThe replier answers from the demo rules (deploy/rules.demo.toml); change them live:\
-         \n  wxoa rules list --app {DEMO_PLAIN_APP}      wxoa rules test --text hello\
-         \n  wxoa rules put my-rules.toml               (docs/rules.md)\
+         \n  export WXOA__NATS__URL={nats}\
+         \n  wxoa rules --app {DEMO_PLAIN_APP} list      wxoa rules --app {DEMO_PLAIN_APP} test --text hello\
+         \n  wxoa rules --app {DEMO_PLAIN_APP} put my-rules.toml   (docs/rules.md)\
          \nA reply not given within the budget ({budget} ms) goes out as a customer-service message.\
          \nWatch the stream:  nats --server {nats} sub '{prefix}.>'   (if the nats CLI is installed)\
          \nStop with Ctrl-C.\n",

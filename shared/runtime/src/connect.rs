@@ -127,6 +127,20 @@ pub async fn redis(config: &RedisConfig) -> Result<RedisConn, ConnectError> {
     Ok(RedisConn::Single(conn))
 }
 
+/// Connects to NATS (as client `name`) and Redis, and makes the process's readiness depend on
+/// both.
+pub async fn watched(
+    config: &crate::Config,
+    name: &str,
+    health: &crate::admin::Health,
+) -> Result<(async_nats::Client, RedisConn), ConnectError> {
+    let nats = nats(&config.nats, name).await?;
+    let redis = redis(&config.redis).await?;
+    health.watch_nats(&nats);
+    health.watch_redis(&redis);
+    Ok((nats, redis))
+}
+
 /// Creates the inbound stream (`WECHAT_INBOUND`: message.> and event.> of every app, Limits
 /// retention, dedupe window) or checks that it exists.
 pub async fn inbound_stream(
