@@ -35,7 +35,7 @@ trap cleanup EXIT
 nats-server -a 127.0.0.1 -p "$nats_port" -js -sd "$tmp/js" >"$tmp/nats.log" 2>&1 &
 pids+=($!); nats_pid=$!
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp" >"$tmp/redis.log" 2>&1 &
-pids+=($!)
+pids+=($!); redis_pid=$!
 key=abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG
 case "$mode" in *safe) aes=$key ;; *) aes= ;; esac
 case "$mode" in reply-*) budget=4000 ;; *) budget=0 ;; esac
@@ -111,12 +111,12 @@ export WXOA_BENCH_FILE="$tmp/requests"
 target/release/wxoa-bench-requests "$WXOA_BENCH_FILE" "${WXOA_BENCH_COUNT:-800000}" 2 wxbench000000001 bench-token $aes
 
 hz=$(getconf CLK_TCK)
-gw0=$(cpu "$gw_pid"); nats0=$(cpu "$nats_pid"); rp0=$( [ -n "${rp_pid:-}" ] && cpu "$rp_pid" || echo 0)
+gw0=$(cpu "$gw_pid"); nats0=$(cpu "$nats_pid"); redis0=$(cpu "$redis_pid"); rp0=$( [ -n "${rp_pid:-}" ] && cpu "$rp_pid" || echo 0)
 echo "== $mode, $duration, $connections connections, $(nproc) cores"
 wrk -t2 -c"$connections" -d"$duration" --timeout 5s --latency -s "$script" "http://127.0.0.1:$gw_port" | tee "$tmp/wrk.out"
 total=$(awk '/requests in/ {print $1}' "$tmp/wrk.out")
-gw1=$(cpu "$gw_pid"); nats1=$(cpu "$nats_pid"); rp1=$( [ -n "${rp_pid:-}" ] && cpu "$rp_pid" || echo 0)
-echo "== CPU per request: gateway $(( (gw1 - gw0) * 1000000 / hz / total )) us, nats-server $(( (nats1 - nats0) * 1000000 / hz / total )) us, replier $(( (rp1 - rp0) * 1000000 / hz / total )) us"
+gw1=$(cpu "$gw_pid"); nats1=$(cpu "$nats_pid"); redis1=$(cpu "$redis_pid"); rp1=$( [ -n "${rp_pid:-}" ] && cpu "$rp_pid" || echo 0)
+echo "== CPU per request: gateway $(( (gw1 - gw0) * 1000000 / hz / total )) us, nats-server $(( (nats1 - nats0) * 1000000 / hz / total )) us, replier $(( (rp1 - rp0) * 1000000 / hz / total )) us, redis-server $(( (redis1 - redis0) * 1000000 / hz / total )) us"
 echo "== counters"
 curl -s "http://127.0.0.1:$admin_gw/metrics" | grep -v '^#' | grep -v ' 0$' || true
 [ -n "${rp_pid:-}" ] && { curl -s "http://127.0.0.1:$admin_rp/metrics" | grep -v '^#' | grep -v ' 0$' || true; }

@@ -262,3 +262,46 @@ async fn changed(shared: &Shared, app_id: &str, version: i64) -> Result<(), Repl
     crate::announce_rules(shared, app_id, version).await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(message: TestMessage) -> Inbound {
+        Inbound::parse(message.to_xml("gh_test").unwrap().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn test_messages_become_wechat_xml() {
+        let text = parsed(TestMessage {
+            text: Some("a]]>b <c>".into()),
+            ..TestMessage::default()
+        });
+        assert_eq!(text.msg_type, "text");
+        assert_eq!(text.from_user_name, "o_test_user");
+        assert!(text.msg_id.is_some());
+        let event = parsed(TestMessage {
+            event: Some("subscribe".into()),
+            event_key: Some("qrscene_7".into()),
+            openid: Some("o_1".into()),
+            ..TestMessage::default()
+        });
+        assert_eq!(event.event.as_deref(), Some("subscribe"));
+        assert_eq!(event.from_user_name, "o_1");
+        let voice = parsed(TestMessage {
+            msg_type: Some("voice".into()),
+            recognition: Some("hello".into()),
+            ..TestMessage::default()
+        });
+        assert_eq!(voice.msg_type, "voice");
+        assert!(TestMessage::default().to_xml("gh").is_err());
+    }
+
+    #[test]
+    fn errors_map_to_api_codes() {
+        let code = |e: ReplierError| e.to_api().error.code;
+        assert_eq!(code(ReplierError::Invalid("x".into())), "invalid");
+        assert_eq!(code(ReplierError::NotFound("x".into())), "not_found");
+        assert_eq!(code(ReplierError::Busy("x".into())), "unavailable");
+    }
+}

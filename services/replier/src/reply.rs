@@ -87,7 +87,17 @@ pub(crate) async fn handle(shared: Arc<Shared>, delivery: Delivery) -> Result<()
                 }
             }
             shared.count(ReplyChannel::None);
-            tracing::debug!(id = %envelope.id, rule = other.map(|d| d.rule.id.as_str()), "no reply");
+            match other {
+                Some(Decision {
+                    rule,
+                    reply: Some(reply),
+                }) => {
+                    tracing::warn!(id = %envelope.id, rule = %rule.id, kind = reply.msg_type(), "the rule rendered a reply WeChat would refuse (an empty text?); not sent")
+                }
+                other => {
+                    tracing::debug!(id = %envelope.id, rule = other.map(|d| d.rule.id.as_str()), "no reply")
+                }
+            }
             return Ok(());
         }
     };
