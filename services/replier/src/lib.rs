@@ -32,7 +32,7 @@ use wxoa_runtime::Config;
 use wxoa_runtime::admin::{Health, Latch};
 use wxoa_runtime::connect::RedisConn;
 use wxoa_runtime::consumer::{self, ConsumerSpec};
-use wxoa_runtime::{now_ms, responder};
+use wxoa_runtime::responder;
 use wxoa_wechat::WechatClient;
 use wxoa_wire::command::{ReplyChannel, SendStatus};
 use wxoa_wire::names::{apis, commands, consumers, keys, notices, queues, subjects};
@@ -121,27 +121,12 @@ impl Shared {
     }
 
     /// Waits until the app's customer-service send budget of the current second (across every
-    /// replica: a Redis counter per second) has room.
+    /// replica) has room.
     async fn throttle(&self, app_id: &str) -> Result<(), ReplierError> {
-        if self.send_rate_per_sec == 0 {
-            return Ok(());
-        }
-        for _ in 0..30 {
-            let now = now_ms();
-            let key = keys::rate(&self.key_prefix, app_id, "send", now.div_euclid(1000));
-            let (used, _): (u32, bool) = redis::pipe()
-                .incr(&key, 1)
-                .expire(&key, 2)
-                .query_async(&mut self.redis.clone())
-                .await?;
-            if used <= self.send_rate_per_sec {
-                return Ok(());
-            }
-            tokio::time::sleep(send::until_next_second(now)).await;
-        }
-        Err(ReplierError::Busy(format!(
-            "app {app_id} stayed over its send rate"
-        )))
+        let key = |second| keys::rate(&self.key_prefix, app_id, "send", second);
+        wxoa_runtime::rate::acquire(&self.redis, key, self.send_rate_per_sec)
+            .await
+            .map_err(|e| ReplierError::Busy(format!("app {app_id} send rate: {e}")))
     }
 }
 

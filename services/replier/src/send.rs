@@ -15,7 +15,6 @@
 //! 40003 bad openid, 48001 ...) fails at once; a call whose answer was lost is `uncertain`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use redis::AsyncCommands;
 use serde_json::{Value, json};
@@ -195,9 +194,4 @@ pub(crate) async fn status(
     Ok(stored
         .filter(|s| !s.starts_with(CLAIMED))
         .and_then(|s| serde_json::from_str(&s).ok()))
-}
-
-/// How long to wait for the next second's budget.
-pub(crate) fn until_next_second(now_ms: i64) -> Duration {
-    Duration::from_millis((1000 - now_ms.rem_euclid(1000)) as u64)
 }

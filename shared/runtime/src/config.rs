@@ -70,6 +70,9 @@ pub struct Config {
     /// The reply worker and customer-service sender.
     #[serde(default)]
     pub replier: ReplierConfig,
+    /// The user-sync worker (follower directory).
+    #[serde(default)]
+    pub usersync: UsersyncConfig,
     /// The WeChat simulator.
     #[serde(default)]
     pub sim: SimConfig,
@@ -281,6 +284,34 @@ impl Default for ReplierConfig {
             send_max_deliver: 6,
             send_rate_per_sec: 400,
             state_ttl_secs: 3 * 24 * 3600,
+        }
+    }
+}
+
+/// `[usersync]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UsersyncConfig {
+    /// WeChat calls per app and second a full sync may make, across every replica (0 = unlimited).
+    pub calls_per_sec: u32,
+    /// How long a worker holds a full sync without renewing its lease before another takes over.
+    pub lease_ms: u64,
+    /// How often each replica looks for a full sync to run or resume.
+    pub check_interval_ms: u64,
+    /// Start a full sync of every app this often (0 = only when asked).
+    pub schedule_secs: u64,
+    /// How long JetStream waits for a replica to settle an event before redelivering it.
+    pub ack_wait_ms: u64,
+}
+
+impl Default for UsersyncConfig {
+    fn default() -> Self {
+        UsersyncConfig {
+            calls_per_sec: 200,
+            lease_ms: 15_000,
+            check_interval_ms: 1_000,
+            schedule_secs: 0,
+            ack_wait_ms: 30_000,
         }
     }
 }

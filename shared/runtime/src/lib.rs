@@ -12,6 +12,7 @@
 //! - [`admin`]: the admin server, readiness and metrics.
 //! - [`consumer`]: the shared JetStream consumer loop (provision, pull, handle, ack/nak/term).
 //! - [`responder`]: the shared core-NATS request responder loop.
+//! - [`rate`]: a per-second rate limit shared by every replica (Redis).
 //! - [`local`]: command lines of local servers for `wxoa dev` and the tests.
 
 #![warn(missing_docs)]
@@ -21,6 +22,7 @@ pub mod config;
 pub mod connect;
 pub mod consumer;
 pub mod local;
+pub mod rate;
 pub mod responder;
 pub mod shutdown;
 pub mod telemetry;

@@ -12,6 +12,7 @@
 //! - [`reply`]: passive replies, their XML and the encrypted envelope, the rendezvous JSON.
 //! - [`envelope`]: the JSON event envelope and its NATS headers.
 //! - [`command`]: the `send` command, its result, reply outcomes, the request-API error.
+//! - [`users`]: the follower directory's records, notices and sync job.
 //! - [`names`]: subjects, streams, headers and Redis keys.
 //! - [`web`]: the JS-SDK signature and the OAuth2 authorize URL.
 //! - [`token`]: the token service's NATS contracts (invalidate, refreshed) and token fingerprints.
@@ -26,4 +27,5 @@ pub mod names;
 pub mod reply;
 pub mod signature;
 pub mod token;
+pub mod users;
 pub mod web;

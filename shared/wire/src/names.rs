@@ -177,6 +177,8 @@ pub mod queues {
     pub const TOKEN: &str = "wxoa-token";
     /// The replier's API responders (rules, send status).
     pub const REPLIER: &str = "wxoa-replier";
+    /// The user-sync worker's API responders (users).
+    pub const USERSYNC: &str = "wxoa-usersync";
 }
 
 /// Durable JetStream consumer names.
@@ -185,12 +187,18 @@ pub mod consumers {
     pub const REPLIER: &str = "wxoa-replier";
     /// The customer-service sender on `command.send`.
     pub const SENDER: &str = "wxoa-sender";
+    /// The user-sync worker on inbound events.
+    pub const USERSYNC_EVENTS: &str = "wxoa-usersync";
+    /// The user-sync worker on `command.usersync`.
+    pub const USERSYNC_COMMANDS: &str = "wxoa-usersync-commands";
 }
 
 /// Command kinds (`<prefix>.<appid>.command.<kind>`).
 pub mod commands {
     /// Send one customer-service message ([`crate::command::SendCommand`]).
     pub const SEND: &str = "send";
+    /// Start a full follower sync ([`crate::users::SyncCommand`]).
+    pub const USERSYNC: &str = "usersync";
 }
 
 /// Notice kinds (`<prefix>.<appid>.notice.<kind>`).
@@ -201,6 +209,12 @@ pub mod notices {
     pub const REPLY_OUTCOME: &str = "reply.outcome";
     /// An app's run-time rules changed (`{"version": n}`): repliers reload them.
     pub const RULES_CHANGED: &str = "rules.changed";
+    /// A directory entry changed ([`crate::users::UserUpdated`]).
+    pub const USER_UPDATED: &str = "user.updated";
+    /// A full sync moved ([`crate::users::SyncProgress`]).
+    pub const USERSYNC_PROGRESS: &str = "usersync.progress";
+    /// A full sync ended ([`crate::users::SyncProgress`]).
+    pub const USERSYNC_FINISHED: &str = "usersync.finished";
 }
 
 /// Request API areas (`<prefix>.<appid>.api.<area>.<verb>`).
@@ -209,7 +223,10 @@ pub mod apis {
     pub const RULES: &str = "rules";
     /// Send commands: `status`.
     pub const SEND: &str = "send";
+    /// The follower directory and user management (see the user-sync worker).
+    pub const USERS: &str = "users";
 }
+
 
 /// NATS header names.
 pub mod headers {
@@ -288,6 +305,51 @@ pub mod keys {
     /// `<prefix>:{<appid>}:rate:<what>:<unix second>`: a per-second call counter.
     pub fn rate(prefix: &str, app_id: &str, what: &str, second: i64) -> String {
         format!("{prefix}:{{{app_id}}}:rate:{what}:{second}")
+    }
+
+    /// `<prefix>:{<appid>}:user:<openid>`: one directory entry (a hash).
+    pub fn user(prefix: &str, app_id: &str, openid: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:user:{openid}")
+    }
+
+    /// `<prefix>:{<appid>}:followers`: the openids following now (a set).
+    pub fn followers(prefix: &str, app_id: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:followers")
+    }
+
+    /// `<prefix>:{<appid>}:unionid:<unionid>`: the openid of a unionid.
+    pub fn unionid(prefix: &str, app_id: &str, unionid: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:unionid:{unionid}")
+    }
+
+    /// `<prefix>:{<appid>}:tag:<tagid>`: the openids with a tag (a set).
+    pub fn tag_members(prefix: &str, app_id: &str, tagid: i64) -> String {
+        format!("{prefix}:{{{app_id}}}:tag:{tagid}")
+    }
+
+    /// `<prefix>:{<appid>}:blacklist`: blacklisted openids (a set).
+    pub fn blacklist(prefix: &str, app_id: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:blacklist")
+    }
+
+    /// `<prefix>:{<appid>}:usersync:job`: the full sync's state and checkpoint (a hash).
+    pub fn usersync_job(prefix: &str, app_id: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:usersync:job")
+    }
+
+    /// `<prefix>:{<appid>}:usersync:lease`: the worker running the full sync.
+    pub fn usersync_lease(prefix: &str, app_id: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:usersync:lease")
+    }
+
+    /// `<prefix>:{<appid>}:usersync:seen:<job>`: openids listed by one full sync (a set).
+    pub fn usersync_seen(prefix: &str, app_id: &str, job: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:usersync:seen:{job}")
+    }
+
+    /// `<prefix>:{<appid>}:usersync:left:<job>`: followers one full sync did not list (a set).
+    pub fn usersync_left(prefix: &str, app_id: &str, job: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:usersync:left:{job}")
     }
 
     /// `<prefix>:{<appid>}:quota:<api>:<yyyymmdd>`: calls of one API that day.
