@@ -1,5 +1,5 @@
 //! The control API under `/_sim/`: counters, revocation, faults, callbacks, the clock, user
-//! interactions and what users received.
+//! interactions, what users received and the followers.
 
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::SimError;
 use crate::callback::{self, CallbackOutcome, CallbackRequest, MessageSpec, Outcome};
+use crate::followers::{self, Subscription};
 use crate::state::{FaultSpec, InteractionKind, Shared};
 
 type Answer = Result<Json<Value>, SimError>;
@@ -90,6 +91,20 @@ pub(crate) async fn send(
     if let Some((openid, kind)) = interaction_of(&request) {
         sim.lock().record_interaction(&app.appid, &openid, kind);
     }
+    if let Some(change) = follow_change_of(&request) {
+        let mut state = sim.lock();
+        let now_secs = state.now_ms() / 1000;
+        let followers = state.followers(&app.appid);
+        match change {
+            FollowChange::Subscribe { openid, event_key } => followers.subscribe(
+                &openid,
+                Subscription::from_event(now_secs, event_key.as_deref()),
+            ),
+            FollowChange::Unsubscribe { openid } => {
+                followers.unsubscribe(&openid);
+            }
+        }
+    }
     let outcome = callback::send(
         &sim.http,
         &sim.config.gateway_url,
@@ -141,6 +156,55 @@ fn interaction_of(request: &CallbackRequest) -> Option<(String, InteractionKind)
         MessageSpec::Event { event, .. } => kind_of("event", Some(event))?,
     };
     Some((message.from().to_owned(), kind))
+}
+
+/// A `subscribe` or `unsubscribe` event of a callback.
+enum FollowChange {
+    Subscribe {
+        openid: String,
+        event_key: Option<String>,
+    },
+    Unsubscribe {
+        openid: String,
+    },
+}
+
+/// The follow change a callback stands for: `subscribe` (re)adds the sender as a follower,
+/// `unsubscribe` makes it leave.
+fn follow_change_of(request: &CallbackRequest) -> Option<FollowChange> {
+    let change = |openid: &str, event: &str, event_key: Option<&str>| {
+        let openid = openid.to_owned();
+        if event.eq_ignore_ascii_case("subscribe") {
+            Some(FollowChange::Subscribe {
+                openid,
+                event_key: event_key.map(str::to_owned),
+            })
+        } else if event.eq_ignore_ascii_case("unsubscribe") {
+            Some(FollowChange::Unsubscribe { openid })
+        } else {
+            None
+        }
+    };
+    if let Some(xml) = &request.xml {
+        let doc = wxoa_wire::inbound::Document::parse(xml.as_bytes()).ok()?;
+        let root = doc.root();
+        if root.get("MsgType")? != "event" {
+            return None;
+        }
+        return change(
+            root.get("FromUserName")?,
+            root.get("Event")?,
+            root.get("EventKey"),
+        );
+    }
+    match request.message.as_ref()? {
+        MessageSpec::Event {
+            from,
+            event,
+            event_key,
+        } => change(from, event, event_key.as_deref()),
+        MessageSpec::Text { .. } | MessageSpec::Image { .. } => None,
+    }
 }
 
 #[derive(Deserialize)]
@@ -230,4 +294,89 @@ pub(crate) async fn advance_clock(State(sim): State<Arc<Shared>>, body: Bytes) -
         .map_err(|_| SimError::BadRequest("advance_secs is too large".into()))?;
     sim.lock().clock.advance_ms(ms);
     Ok(Json(clock_json(&sim)))
+}
+
+/// The app of a control request, else a 404.
+fn known_app(sim: &Shared, appid: &str) -> Result<(), SimError> {
+    match sim.app(appid) {
+        Some(_) => Ok(()),
+        None => Err(SimError::NotFound(format!("unknown appid {appid:?}"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenerateRequest {
+    appid: String,
+    count: u64,
+}
+
+/// `POST /_sim/users/generate {"appid","count"}` → `{"appid","followers"}`: adds `count`
+/// generated followers (O(1)).
+pub(crate) async fn generate_users(State(sim): State<Arc<Shared>>, body: Bytes) -> Answer {
+    let request: GenerateRequest = parse(&body)?;
+    known_app(&sim, &request.appid)?;
+    let followers = sim
+        .lock()
+        .followers(&request.appid)
+        .generate(request.count)?;
+    Ok(Json(
+        json!({ "appid": request.appid, "followers": followers }),
+    ))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct UsersQuery {
+    appid: Option<String>,
+}
+
+/// `GET /_sim/users?appid=` → `{"appid","followers","digest"}` (see
+/// [`followers::follower_digest`]). The generated followers' hashes are computed once, without
+/// the lock.
+pub(crate) async fn users(
+    State(sim): State<Arc<Shared>>,
+    Query(q): Query<UsersQuery>,
+) -> Answer {
+    let appid = q
+        .appid
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| SimError::BadRequest("appid is missing".into()))?;
+    known_app(&sim, &appid)?;
+    let todo = sim.lock().followers(&appid).digest_todo();
+    let xor = followers::generated_xor(todo.clone());
+    let mut state = sim.lock();
+    let followers = state.followers(&appid);
+    followers.store_digest_prefix(todo, xor);
+    let (total, digest) = (followers.total(), followers.digest());
+    drop(state);
+    Ok(Json(
+        json!({ "appid": appid, "followers": total, "digest": digest }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnsubscribeRequest {
+    appid: String,
+    openid: String,
+}
+
+/// `POST /_sim/users/unsubscribe {"appid","openid"}` → `{"appid","followers"}`: the follower
+/// leaves without a callback; 404 when it is not a follower.
+pub(crate) async fn unsubscribe_user(State(sim): State<Arc<Shared>>, body: Bytes) -> Answer {
+    let request: UnsubscribeRequest = parse(&body)?;
+    known_app(&sim, &request.appid)?;
+    let mut state = sim.lock();
+    let followers = state.followers(&request.appid);
+    if !followers.unsubscribe(&request.openid) {
+        return Err(SimError::NotFound(format!(
+            "{:?} is not a follower of {}",
+            request.openid, request.appid
+        )));
+    }
+    let total = followers.total();
+    drop(state);
+    Ok(Json(
+        json!({ "appid": request.appid, "followers": total }),
+    ))
 }

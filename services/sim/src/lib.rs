@@ -21,7 +21,13 @@
 //!   `/_sim/interactions`), and `/_sim/messages`: what each user received (customer-service
 //!   sends and passive replies).
 //!
-//! What it does not do: the other REST APIs (users, menus, material, mass send, ...) answer
+//! - Users, tags, remarks and the blacklist (`user/get`, `user/info`, `tags/*`, ...) over a
+//!   follower model that stays cheap at millions: `/_sim/users/generate` adds N generated
+//!   followers in O(1) (openid [`generated_openid`], data derived from the index), `subscribe`
+//!   and `unsubscribe` callbacks sent through `/_sim/send` add and remove followers, and
+//!   `/_sim/users` answers a [`follower_digest`] so a client can check its copy.
+//!
+//! What it does not do: the other REST APIs (menus, material, mass send, ...) answer
 //! 48001 until they are simulated; there is no IP allow-list, no per-API daily quota except the
 //! forced-refresh limit (use a fault rule for 45009), no persistence (a restart forgets every
 //! token) and no HTTPS.
@@ -44,12 +50,18 @@ use tokio_util::sync::CancellationToken;
 
 pub mod callback;
 mod control;
+mod followers;
 pub mod paths;
 mod rest;
 mod state;
 #[cfg(test)]
 mod tests;
+mod users;
 
+pub use followers::{
+    GENERATED_OPENID_PREFIX, GENERATED_SCENES, GENERATED_SUBSCRIBE_BASE, GENERATED_UNIONID_PREFIX,
+    fnv1a64, follower_digest, generated_openid,
+};
 pub use state::{FORCE_REFRESH_DAILY_LIMIT, FORCE_REFRESH_MIN_GAP_SECS};
 
 /// The simulator: built and bound to its listen address, not yet serving.
@@ -123,6 +135,21 @@ fn routes(shared: Arc<state::Shared>) -> axum::Router {
         .route(paths::API_DOMAIN_IP, get(rest::api_domain_ip))
         .route(paths::CUSTOM_SEND, post(rest::custom_send))
         .route(paths::CUSTOM_TYPING, post(rest::custom_typing))
+        .route(paths::USER_GET, get(users::user_get))
+        .route(paths::USER_INFO, get(users::user_info))
+        .route(paths::USER_INFO_BATCHGET, post(users::user_batchget))
+        .route(paths::USER_REMARK, post(users::user_remark))
+        .route(paths::TAGS_CREATE, post(users::tags_create))
+        .route(paths::TAGS_GET, get(users::tags_get))
+        .route(paths::TAGS_UPDATE, post(users::tags_update))
+        .route(paths::TAGS_DELETE, post(users::tags_delete))
+        .route(paths::TAG_USERS, post(users::tag_users))
+        .route(paths::TAGS_BATCH_TAG, post(users::tags_batch_tag))
+        .route(paths::TAGS_BATCH_UNTAG, post(users::tags_batch_untag))
+        .route(paths::TAGS_ID_LIST, post(users::tags_id_list))
+        .route(paths::BLACKLIST_GET, post(users::blacklist_get))
+        .route(paths::BLACKLIST_ADD, post(users::blacklist_add))
+        .route(paths::BLACKLIST_REMOVE, post(users::blacklist_remove))
         .route(
             paths::STATS,
             get(control::stats).delete(control::reset_stats),
@@ -141,6 +168,9 @@ fn routes(shared: Arc<state::Shared>) -> axum::Router {
             get(control::messages).delete(control::clear_messages),
         )
         .route(paths::APPS, get(control::apps))
+        .route(paths::USERS, get(control::users))
+        .route(paths::USERS_GENERATE, post(control::generate_users))
+        .route(paths::USERS_UNSUBSCRIBE, post(control::unsubscribe_user))
         .route(
             paths::CLOCK,
             get(control::clock).post(control::advance_clock),

@@ -17,6 +17,36 @@ pub const API_DOMAIN_IP: &str = "/cgi-bin/get_api_domain_ip";
 pub const CUSTOM_SEND: &str = "/cgi-bin/message/custom/send";
 /// `POST /cgi-bin/message/custom/typing?access_token=` with `{touser, command}`.
 pub const CUSTOM_TYPING: &str = "/cgi-bin/message/custom/typing";
+/// `GET /cgi-bin/user/get?access_token=&next_openid=`: followers, 10 000 a page.
+pub const USER_GET: &str = "/cgi-bin/user/get";
+/// `GET /cgi-bin/user/info?access_token=&openid=&lang=zh_CN`.
+pub const USER_INFO: &str = "/cgi-bin/user/info";
+/// `POST /cgi-bin/user/info/batchget?access_token=` with `{user_list: [{openid, lang}]}`.
+pub const USER_INFO_BATCHGET: &str = "/cgi-bin/user/info/batchget";
+/// `POST /cgi-bin/user/info/updateremark?access_token=` with `{openid, remark}`.
+pub const USER_REMARK: &str = "/cgi-bin/user/info/updateremark";
+/// `POST /cgi-bin/tags/create?access_token=` with `{tag: {name}}`.
+pub const TAGS_CREATE: &str = "/cgi-bin/tags/create";
+/// `GET /cgi-bin/tags/get?access_token=`.
+pub const TAGS_GET: &str = "/cgi-bin/tags/get";
+/// `POST /cgi-bin/tags/update?access_token=` with `{tag: {id, name}}`.
+pub const TAGS_UPDATE: &str = "/cgi-bin/tags/update";
+/// `POST /cgi-bin/tags/delete?access_token=` with `{tag: {id}}`.
+pub const TAGS_DELETE: &str = "/cgi-bin/tags/delete";
+/// `POST /cgi-bin/user/tag/get?access_token=` with `{tagid, next_openid}`: a tag's members.
+pub const TAG_USERS: &str = "/cgi-bin/user/tag/get";
+/// `POST /cgi-bin/tags/members/batchtagging?access_token=` with `{openid_list, tagid}`.
+pub const TAGS_BATCH_TAG: &str = "/cgi-bin/tags/members/batchtagging";
+/// `POST /cgi-bin/tags/members/batchuntagging?access_token=` with `{openid_list, tagid}`.
+pub const TAGS_BATCH_UNTAG: &str = "/cgi-bin/tags/members/batchuntagging";
+/// `POST /cgi-bin/tags/getidlist?access_token=` with `{openid}`: a user's tags.
+pub const TAGS_ID_LIST: &str = "/cgi-bin/tags/getidlist";
+/// `POST /cgi-bin/tags/members/getblacklist?access_token=` with `{begin_openid}`.
+pub const BLACKLIST_GET: &str = "/cgi-bin/tags/members/getblacklist";
+/// `POST /cgi-bin/tags/members/batchblacklist?access_token=` with `{openid_list}`.
+pub const BLACKLIST_ADD: &str = "/cgi-bin/tags/members/batchblacklist";
+/// `POST /cgi-bin/tags/members/batchunblacklist?access_token=` with `{openid_list}`.
+pub const BLACKLIST_REMOVE: &str = "/cgi-bin/tags/members/batchunblacklist";
 
 /// `GET` the call counters, `DELETE` to reset them.
 pub const STATS: &str = "/_sim/stats";
@@ -36,6 +66,12 @@ pub const INTERACTIONS: &str = "/_sim/interactions";
 /// `GET ?appid=&openid=` what users received (customer-service sends and passive replies),
 /// `DELETE` to forget it.
 pub const MESSAGES: &str = "/_sim/messages";
+/// `GET ?appid=`: `{appid, followers, digest}`.
+pub const USERS: &str = "/_sim/users";
+/// `POST {"appid","count"}`: add `count` generated followers.
+pub const USERS_GENERATE: &str = "/_sim/users/generate";
+/// `POST {"appid","openid"}`: the follower leaves (no callback).
+pub const USERS_UNSUBSCRIBE: &str = "/_sim/users/unsubscribe";
 
 /// The gateway's callback route for one app: `/wechat/<appid>`.
 pub fn callback(appid: &str) -> String {

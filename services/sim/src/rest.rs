@@ -103,7 +103,7 @@ pub(crate) async fn stable_token(State(sim): State<Arc<Shared>>, body: Bytes) ->
 }
 
 /// Counts an `access_token` API call, applies faults, checks the token; answers the appid.
-async fn authorized(
+pub(crate) async fn authorized(
     sim: &Shared,
     q: &HashMap<String, String>,
     api: &str,

@@ -12,6 +12,7 @@ use wxoa_runtime::config::{AppConfig, SimConfig};
 
 use crate::SimError;
 use crate::callback::{CallbackOutcome, Outcome};
+use crate::followers::Followers;
 use crate::paths;
 
 /// `stable_token` calls with `force_refresh: true` allowed per app and day (China time), as WeChat.
@@ -46,6 +47,7 @@ pub(crate) fn errmsg(errcode: i64) -> &'static str {
         40003 => "invalid openid",
         40008 => "invalid message type",
         40013 => "invalid appid",
+        40032 => "invalid openid list size",
         40097 => "invalid args",
         40125 => "invalid appsecret",
         41001 => "access_token missing",
@@ -58,8 +60,15 @@ pub(crate) fn errmsg(errcode: i64) -> &'static str {
         45011 => "api minute-quota reach limit  mustslower  retry next minute",
         45015 => "response out of time limit or subscription is canceled",
         45047 => "out of response count limit",
+        45056 => "too many tags",
+        45057 => "can't delete the tag that has too many fans",
+        45058 => "can't modify sys tag",
+        45059 => "user has too many tags",
         45072 => "command invalid",
         45080 => "not allowed to send typing: no interaction in the last 30 seconds",
+        45157 => "tag name duplicated",
+        45158 => "tag name too long",
+        45159 => "invalid tag id",
         47001 => "data format error",
         48001 => "api unauthorized",
         _ => "simulated error",
@@ -351,6 +360,8 @@ pub(crate) struct State {
     windows: HashMap<(String, String), Window>,
     /// What users received, in order.
     delivered: Vec<Delivered>,
+    /// appid → its followers, tags, remarks and blacklist.
+    followers: HashMap<String, Followers>,
 }
 
 impl State {
@@ -368,7 +379,20 @@ impl State {
             stats: Stats::default(),
             windows: HashMap::new(),
             delivered: Vec::new(),
+            followers: apps
+                .iter()
+                .map(|a| (a.appid.clone(), Followers::default()))
+                .collect(),
         }
+    }
+
+    /// The followers of an app.
+    pub(crate) fn followers(&mut self, appid: &str) -> &mut Followers {
+        if !self.followers.contains_key(appid) {
+            self.followers
+                .insert(appid.to_owned(), Followers::default());
+        }
+        self.followers.get_mut(appid).expect("inserted above")
     }
 
     pub(crate) fn now_ms(&self) -> i64 {

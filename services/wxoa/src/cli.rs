@@ -26,6 +26,16 @@ pub(crate) enum Command {
     Token,
     /// The reply worker: auto-reply rules and customer-service sends.
     Replier,
+    /// The user-sync worker: the follower directory, full syncs, user management.
+    Usersync,
+    /// Followers, tags, remarks and the blacklist of an app, through a running usersync's API.
+    Users {
+        /// The app (default: the first configured).
+        #[arg(long, global = true)]
+        app: Option<String>,
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
     /// Auto-reply rules of an app, through a running replier's request API.
     Rules {
         /// The app (default: the first configured).
@@ -107,6 +117,73 @@ pub(crate) enum RulesCommand {
     },
     /// Print the run-time rules as a TOML rules file.
     Export,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum UsersCommand {
+    /// One user from the directory.
+    Get {
+        /// The openid.
+        openid: String,
+    },
+    /// How many follow the account now.
+    Count,
+    /// Start a full sync (or join the one running) and show its progress until it ends.
+    Sync {
+        /// Return at once instead of following the progress.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// The latest full sync's progress.
+    SyncStatus,
+    /// Openids with a tag.
+    ByTag {
+        /// The tag id.
+        tagid: i64,
+    },
+    /// The account's tags.
+    Tags,
+    /// Create a tag.
+    TagCreate {
+        /// Its name.
+        name: String,
+    },
+    /// Delete a tag.
+    TagDelete {
+        /// Its id.
+        id: i64,
+    },
+    /// Tag users.
+    Tag {
+        /// The tag id.
+        tagid: i64,
+        /// The openids.
+        openids: Vec<String>,
+    },
+    /// Untag users.
+    Untag {
+        /// The tag id.
+        tagid: i64,
+        /// The openids.
+        openids: Vec<String>,
+    },
+    /// Set a user's remark.
+    Remark {
+        /// The openid.
+        openid: String,
+        /// The remark (at most 30 characters).
+        remark: String,
+    },
+    /// Blacklist users.
+    Block {
+        /// The openids.
+        openids: Vec<String>,
+    },
+    /// Take users off the blacklist.
+    Unblock {
+        /// The openids.
+        openids: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

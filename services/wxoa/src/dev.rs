@@ -64,6 +64,7 @@ pub(crate) async fn run(mut config: Config) -> anyhow::Result<()> {
     config.wechat.api_base = sim.base_url();
     let token = wxoa_token::App::build(&config, health.clone()).await?;
     let replier = wxoa_replier::App::build(&config, health.clone()).await?;
+    let usersync = wxoa_usersync::App::build(&config, health.clone()).await?;
 
     print_banner(&config, gateway.local_addr(), &sim.base_url());
     let all = async {
@@ -82,6 +83,12 @@ pub(crate) async fn run(mut config: Config) -> anyhow::Result<()> {
             },
             async {
                 replier
+                    .run(shutdown.clone())
+                    .await
+                    .map_err(anyhow::Error::from)
+            },
+            async {
+                usersync
                     .run(shutdown.clone())
                     .await
                     .map_err(anyhow::Error::from)
@@ -114,6 +121,7 @@ fn print_banner(config: &Config, gateway: std::net::SocketAddr, sim: &str) {
          \n  export WXOA__NATS__URL={nats}\
          \n  wxoa rules --app {DEMO_PLAIN_APP} list      wxoa rules --app {DEMO_PLAIN_APP} test --text hello\
          \n  wxoa rules --app {DEMO_PLAIN_APP} put my-rules.toml   (docs/rules.md)\
+         \nFollowers: wxoa users --app {DEMO_PLAIN_APP} sync    (the simulator: POST {sim}/_sim/users/generate)\
          \nA reply not given within the budget ({budget} ms) goes out as a customer-service message.\
          \nWatch the stream:  nats --server {nats} sub '{prefix}.>'   (if the nats CLI is installed)\
          \nStop with Ctrl-C.\n",

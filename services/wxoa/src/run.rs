@@ -37,6 +37,15 @@ pub(crate) async fn command(command: Command, config: Config) -> anyhow::Result<
                 .transpose()?;
             Ok(())
         }
+        Command::Usersync => {
+            let (health, shutdown) = start_admin(&config).await?;
+            let app = wxoa_usersync::App::build(&config, health).await?;
+            with_grace(&config, &shutdown, app.run(shutdown.clone()))
+                .await
+                .transpose()?;
+            Ok(())
+        }
+        Command::Users { app, command } => crate::verbs::users(&config, app, command).await,
         Command::Rules { app, json, command } => {
             crate::verbs::rules(&config, app, json, command).await
         }

@@ -16,7 +16,7 @@ use wxoa_runtime::Config;
 use wxoa_wire::command::{ApiErrorBody, CustomMessage, SendCommand, SendResult, SendStatus};
 use wxoa_wire::names::{apis, commands, headers, notices, subjects};
 
-use crate::cli::RulesCommand;
+use crate::cli::{RulesCommand, UsersCommand};
 
 /// How long a request waits for a replier.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -287,4 +287,77 @@ pub(crate) async fn send(
         bail!("send `{}` {:?}", command.id, result.status);
     }
     Ok(())
+}
+
+/// `wxoa users ...`: JSON answers of the users API, and a progress line for `sync`.
+pub(crate) async fn users(
+    config: &Config,
+    app: Option<String>,
+    command: UsersCommand,
+) -> anyhow::Result<()> {
+    use serde_json::json;
+    let app = app_of(config, app)?;
+    let nats = connect(config).await?;
+    let call = |verb: &'static str, body: Value| {
+        request::<Value, Value>(&nats, config, &app, apis::USERS, verb, body)
+    };
+    let answer = match command {
+        UsersCommand::Get { openid } => call("get", json!({"openid": openid})).await?,
+        UsersCommand::Count => call("count", json!({})).await?,
+        UsersCommand::SyncStatus => call("sync_status", json!({})).await?,
+        UsersCommand::ByTag { tagid } => {
+            let mut cursor = 0u64;
+            let mut openids = Vec::new();
+            loop {
+                let page = call("by_tag", json!({"tagid": tagid, "cursor": cursor, "count": 1000})).await?;
+                openids.extend(page["openids"].as_array().cloned().unwrap_or_default());
+                cursor = page["cursor"].as_u64().unwrap_or(0);
+                if cursor == 0 {
+                    break;
+                }
+            }
+            json!({"tagid": tagid, "openids": openids})
+        }
+        UsersCommand::Tags => call("tags_list", json!({})).await?,
+        UsersCommand::TagCreate { name } => call("tag_create", json!({"name": name})).await?,
+        UsersCommand::TagDelete { id } => call("tag_delete", json!({"id": id})).await?,
+        UsersCommand::Tag { tagid, openids } => {
+            call("tag_users", json!({"tagid": tagid, "openids": openids})).await?
+        }
+        UsersCommand::Untag { tagid, openids } => {
+            call("untag_users", json!({"tagid": tagid, "openids": openids})).await?
+        }
+        UsersCommand::Remark { openid, remark } => {
+            call("remark", json!({"openid": openid, "remark": remark})).await?
+        }
+        UsersCommand::Block { openids } => call("blacklist_add", json!({"openids": openids})).await?,
+        UsersCommand::Unblock { openids } => {
+            call("blacklist_remove", json!({"openids": openids})).await?
+        }
+        UsersCommand::Sync { no_wait } => {
+            let mut progress = call("sync", json!({})).await?;
+            while !no_wait && progress["state"] == "running" {
+                let (done, total) = (
+                    progress["done"].as_u64().unwrap_or(0),
+                    progress["total"].as_u64().unwrap_or(0),
+                );
+                let width = 30usize;
+                let filled = if total == 0 { 0 } else { (done * width as u64 / total.max(1)) as usize };
+                eprint!(
+                    "\r[{}{}] {done}/{total} followers, {:.0}/s, ETA {}s   ",
+                    "#".repeat(filled.min(width)),
+                    " ".repeat(width - filled.min(width)),
+                    progress["rate_per_sec"].as_f64().unwrap_or(0.0),
+                    progress["eta_secs"].as_u64().map_or("?".to_owned(), |e| e.to_string()),
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                progress = call("sync_status", json!({})).await?;
+            }
+            if !no_wait {
+                eprintln!();
+            }
+            progress
+        }
+    };
+    print_json(&answer)
 }
