@@ -72,17 +72,24 @@ impl Platform {
     /// Starts a replier in this process and waits until it is ready; cancel the returned token
     /// to stop it.
     pub async fn replier(&self) -> CancellationToken {
-        let stop = self.shutdown.child_token();
-        let health = Health::default();
+        let (stop, health) = (self.shutdown.child_token(), Health::default());
         let app = wxoa_replier::App::build(&self.config, health.clone())
             .await
             .expect("replier");
         tokio::spawn(app.run(stop.clone()));
-        let ready = eventually(Duration::from_secs(10), || async {
-            health.ready().await.ok()
-        })
-        .await;
-        assert!(ready.is_some(), "the replier became ready");
+        ready(&health, "replier").await;
+        stop
+    }
+
+    /// Starts a user-sync worker in this process with `config` (this platform's, adjusted) and
+    /// waits until it is ready; cancel the returned token to stop it.
+    pub async fn usersync_with(&self, config: &Config) -> CancellationToken {
+        let (stop, health) = (self.shutdown.child_token(), Health::default());
+        let app = wxoa_usersync::App::build(config, health.clone())
+            .await
+            .expect("usersync");
+        tokio::spawn(app.run(stop.clone()));
+        ready(&health, "usersync").await;
         stop
     }
 
@@ -182,6 +189,15 @@ impl Platform {
         }
         env
     }
+}
+
+/// Waits until `health` reports ready.
+async fn ready(health: &Health, what: &str) {
+    let ready = eventually(Duration::from_secs(10), || async {
+        health.ready().await.ok()
+    })
+    .await;
+    assert!(ready.is_some(), "the {what} became ready");
 }
 
 impl Drop for Platform {

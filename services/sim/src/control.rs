@@ -333,10 +333,7 @@ pub(crate) struct UsersQuery {
 /// `GET /_sim/users?appid=` → `{"appid","followers","digest"}` (see
 /// [`followers::follower_digest`]). The generated followers' hashes are computed once, without
 /// the lock.
-pub(crate) async fn users(
-    State(sim): State<Arc<Shared>>,
-    Query(q): Query<UsersQuery>,
-) -> Answer {
+pub(crate) async fn users(State(sim): State<Arc<Shared>>, Query(q): Query<UsersQuery>) -> Answer {
     let appid = q
         .appid
         .filter(|a| !a.is_empty())
@@ -376,7 +373,5 @@ pub(crate) async fn unsubscribe_user(State(sim): State<Arc<Shared>>, body: Bytes
     }
     let total = followers.total();
     drop(state);
-    Ok(Json(
-        json!({ "appid": request.appid, "followers": total }),
-    ))
+    Ok(Json(json!({ "appid": request.appid, "followers": total })))
 }

@@ -329,7 +329,9 @@ impl Followers {
         if openid.is_empty() {
             return Ok(None);
         }
-        self.resolve(openid).map(Some).ok_or_else(|| SimError::api(40003))
+        self.resolve(openid)
+            .map(Some)
+            .ok_or_else(|| SimError::api(40003))
     }
 
     fn openid_of(&self, uid: Uid) -> String {
@@ -444,9 +446,7 @@ impl Followers {
     /// `user/info` of one user: the full profile of a follower, `{subscribe: 0, openid,
     /// unionid}` of one who left, 40003 for an unknown openid.
     pub(crate) fn info(&self, openid: &str) -> Result<Value, SimError> {
-        let uid = self
-            .resolve(openid)
-            .ok_or_else(|| SimError::api(40003))?;
+        let uid = self.resolve(openid).ok_or_else(|| SimError::api(40003))?;
         let unionid = self.unionid_of(uid);
         if !self.is_following(uid) {
             return Ok(json!({ "subscribe": 0, "openid": openid, "unionid": unionid }));
@@ -594,7 +594,9 @@ impl Followers {
     pub(crate) fn tag_members(&self, id: i64, next_openid: &str) -> Result<Page, SimError> {
         let id = self.existing_tag(id)?;
         let after = self.cursor(next_openid)?;
-        Ok(page_of(&self.tags[&id].members, after, |u| self.openid_of(u)))
+        Ok(page_of(&self.tags[&id].members, after, |u| {
+            self.openid_of(u)
+        }))
     }
 
     /// 1..=`max` openids (else 40032), every one a follower (else 40003).
@@ -620,9 +622,9 @@ impl Followers {
         let uids = self.followers_of(openids, MAX_TAGGING)?;
         if add {
             let too_many = uids.iter().any(|u| {
-                self.user_tags.get(u).is_some_and(|ids| {
-                    !ids.contains(&id) && ids.len() >= MAX_TAGS_PER_USER
-                })
+                self.user_tags
+                    .get(u)
+                    .is_some_and(|ids| !ids.contains(&id) && ids.len() >= MAX_TAGS_PER_USER)
             });
             if too_many {
                 return api(45059);
@@ -665,7 +667,11 @@ impl Followers {
     }
 
     /// `batchblacklist` (`add`) / `batchunblacklist`: 1..=20 followers, all or nothing.
-    pub(crate) fn blacklist_users(&mut self, openids: &[String], add: bool) -> Result<(), SimError> {
+    pub(crate) fn blacklist_users(
+        &mut self,
+        openids: &[String],
+        add: bool,
+    ) -> Result<(), SimError> {
         let uids = self.followers_of(openids, MAX_BLACKLISTING)?;
         for uid in uids {
             if add {
@@ -745,7 +751,11 @@ mod tests {
     fn generated_xor_matches_the_plain_digest() {
         for range in [0..0, 0..1000, 99_999_990..100_000_010, 5..17] {
             let plain = follower_digest(range.clone().map(generated_openid));
-            assert_eq!(format!("{:016x}", generated_xor(range.clone())), plain, "{range:?}");
+            assert_eq!(
+                format!("{:016x}", generated_xor(range.clone())),
+                plain,
+                "{range:?}"
+            );
         }
         assert_eq!(follower_digest(Vec::<String>::new()), "0000000000000000");
         // FNV-1a 64 test vector.
@@ -782,7 +792,10 @@ mod tests {
         f.subscribe(&generated_openid(5), Subscription::from_event(1, None));
         assert_eq!(f.generate(5).unwrap(), 6);
         assert!(matches!(f.generate(1), Err(SimError::BadRequest(_))));
-        assert!(matches!(f.generate(MAX_GENERATED), Err(SimError::BadRequest(_))));
+        assert!(matches!(
+            f.generate(MAX_GENERATED),
+            Err(SimError::BadRequest(_))
+        ));
         let page = f.list("").unwrap();
         assert_eq!(page.openids.len(), 6);
     }
@@ -809,9 +822,15 @@ mod tests {
     #[test]
     fn subscription_from_event_keys() {
         let s = Subscription::from_event(7, Some("qrscene_123"));
-        assert_eq!((s.scene, s.qr_scene, s.qr_scene_str.as_str()), ("ADD_SCENE_QR_CODE", 123, ""));
+        assert_eq!(
+            (s.scene, s.qr_scene, s.qr_scene_str.as_str()),
+            ("ADD_SCENE_QR_CODE", 123, "")
+        );
         let s = Subscription::from_event(7, Some("qrscene_promo"));
-        assert_eq!((s.scene, s.qr_scene, s.qr_scene_str.as_str()), ("ADD_SCENE_QR_CODE", 0, "promo"));
+        assert_eq!(
+            (s.scene, s.qr_scene, s.qr_scene_str.as_str()),
+            ("ADD_SCENE_QR_CODE", 0, "promo")
+        );
         let s = Subscription::from_event(7, None);
         assert_eq!((s.scene, s.time), ("ADD_SCENE_SEARCH", 7));
     }

@@ -206,7 +206,7 @@ async fn classic_token_overlap_and_errors() {
         errcode(&sim.post(paths::STABLE_TOKEN, json!("not an object")).await),
         47001
     );
-    let unknown = sim.get("/cgi-bin/user/get").await;
+    let unknown = sim.get("/cgi-bin/menu/get").await;
     assert_eq!(errcode(&unknown), 48001, "{unknown}");
 }
 
@@ -1153,4 +1153,808 @@ async fn sim_send_opens_windows_and_records_replies() {
     );
     assert_eq!(messages[0]["body"]["Content"], "event: CLICK");
     assert_eq!(messages[0]["body"]["ToUserName"], "o_s");
+}
+
+// ---- users, tags, remarks and blacklist ----
+
+const GATEWAY_DOWN: &str = "http://127.0.0.1:9";
+
+impl Running {
+    /// A token-checked GET with `query` (`k=v&...`, may be empty).
+    async fn api_get(&self, path: &str, token: &str, query: &str) -> Value {
+        self.get(&format!("{path}?access_token={token}&{query}"))
+            .await
+    }
+
+    /// A token-checked POST.
+    async fn api_post(&self, path: &str, token: &str, body: Value) -> Value {
+        self.post(&format!("{path}?access_token={token}"), body)
+            .await
+    }
+
+    async fn generate(&self, appid: &str, count: u64) -> Value {
+        self.post(
+            paths::USERS_GENERATE,
+            json!({"appid": appid, "count": count}),
+        )
+        .await
+    }
+
+    async fn followers(&self, appid: &str) -> Value {
+        self.get(&format!("{}?appid={appid}", paths::USERS)).await
+    }
+
+    /// A follow event through `/_sim/send` (the follower state changes before the callback is
+    /// POSTed, so an unreachable gateway is fine).
+    async fn follow_event(&self, appid: &str, openid: &str, event: &str, key: Option<&str>) {
+        let mut message = json!({"type": "event", "from": openid, "event": event});
+        if let Some(key) = key {
+            message["event_key"] = json!(key);
+        }
+        let outcome = self
+            .post(
+                paths::SEND,
+                json!({"appid": appid, "mode": "plain", "tries": 1, "message": message}),
+            )
+            .await;
+        assert!(outcome["outcome"].is_string(), "{outcome}");
+    }
+
+    /// Every follower by paging through `user/get`; checks the page shapes.
+    async fn all_followers(&self, token: &str) -> Vec<String> {
+        let mut all = Vec::new();
+        let mut next = String::new();
+        loop {
+            let page = self
+                .api_get(paths::USER_GET, token, &format!("next_openid={next}"))
+                .await;
+            let count = page["count"].as_u64().unwrap_or_else(|| panic!("{page}"));
+            if count == 0 {
+                assert!(page.get("data").is_none(), "{page}");
+                assert_eq!(page["next_openid"], "", "{page}");
+                return all;
+            }
+            assert!(count <= 10_000, "{count}");
+            let openids = page["data"]["openid"].as_array().unwrap();
+            assert_eq!(openids.len() as u64, count);
+            all.extend(openids.iter().map(|o| o.as_str().unwrap().to_owned()));
+            assert_eq!(page["next_openid"], *all.last().unwrap());
+            next = all.last().unwrap().clone();
+        }
+    }
+
+    async fn unsubscribe_status(&self, appid: &str, openid: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}{}", self.base, paths::USERS_UNSUBSCRIBE))
+            .json(&json!({"appid": appid, "openid": openid}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap())
+    }
+}
+
+fn gen_ids(range: std::ops::Range<u64>) -> Vec<String> {
+    range.map(crate::generated_openid).collect()
+}
+
+#[tokio::test]
+async fn user_get_pages_followers_and_digest_tracks_them() {
+    let sim = Running::start(GATEWAY_DOWN).await;
+    let token = sim.token("wxsafe", "secret-safe").await;
+
+    let empty = sim.api_get(paths::USER_GET, &token, "").await;
+    assert_eq!(empty, json!({"total": 0, "count": 0, "next_openid": ""}));
+    assert_eq!(sim.followers("wxsafe").await["digest"], "0000000000000000");
+
+    let generated = sim.generate("wxsafe", 25_000).await;
+    assert_eq!(generated, json!({"appid": "wxsafe", "followers": 25_000}));
+    let first = sim.api_get(paths::USER_GET, &token, "next_openid=").await;
+    assert_eq!(first["total"], 25_000);
+    assert_eq!(first["count"], 10_000);
+    assert_eq!(first["data"]["openid"][0], "oGEN000000000000000000000000");
+    assert_eq!(first["next_openid"], crate::generated_openid(9_999));
+    let second = sim
+        .api_get(
+            paths::USER_GET,
+            &token,
+            &format!("next_openid={}", crate::generated_openid(9_999)),
+        )
+        .await;
+    assert_eq!(second["count"], 10_000);
+    assert_eq!(second["data"]["openid"][0], crate::generated_openid(10_000));
+    let third = sim
+        .api_get(
+            paths::USER_GET,
+            &token,
+            &format!("next_openid={}", second["next_openid"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(third["count"], 5_000);
+    assert_eq!(third["next_openid"], crate::generated_openid(24_999));
+    let end = sim
+        .api_get(
+            paths::USER_GET,
+            &token,
+            &format!("next_openid={}", crate::generated_openid(24_999)),
+        )
+        .await;
+    assert_eq!(end, json!({"total": 25_000, "count": 0, "next_openid": ""}));
+
+    let all = sim.all_followers(&token).await;
+    assert_eq!(all, gen_ids(0..25_000));
+    let before = sim.followers("wxsafe").await;
+    assert_eq!(before["followers"], 25_000);
+    assert_eq!(before["digest"], crate::follower_digest(&all));
+    assert_eq!(before["digest"].as_str().unwrap().len(), 16);
+
+    // One leaves: the digest changes and still matches a fresh copy.
+    let leaver = crate::generated_openid(12_345);
+    let (status, answer) = sim.unsubscribe_status("wxsafe", &leaver).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer, json!({"appid": "wxsafe", "followers": 24_999}));
+    let after = sim.followers("wxsafe").await;
+    assert_ne!(after["digest"], before["digest"]);
+    let all = sim.all_followers(&token).await;
+    assert_eq!(all.len(), 24_999);
+    assert!(!all.contains(&leaver));
+    assert_eq!(after["digest"], crate::follower_digest(&all));
+    // The page after a cursor skips the leaver; a leaver is still a valid cursor.
+    let page = sim
+        .api_get(
+            paths::USER_GET,
+            &token,
+            &format!("next_openid={}", crate::generated_openid(12_344)),
+        )
+        .await;
+    assert_eq!(page["data"]["openid"][0], crate::generated_openid(12_346));
+    let page = sim
+        .api_get(paths::USER_GET, &token, &format!("next_openid={leaver}"))
+        .await;
+    assert_eq!(page["data"]["openid"][0], crate::generated_openid(12_346));
+    assert_eq!(
+        errcode(
+            &sim.api_get(paths::USER_GET, &token, "next_openid=o_nobody")
+                .await
+        ),
+        40003
+    );
+
+    // Explicit followers come after the generated ones, in insertion order.
+    sim.follow_event("wxsafe", "o_b", "subscribe", None).await;
+    sim.follow_event("wxsafe", "o_a", "subscribe", None).await;
+    let all = sim.all_followers(&token).await;
+    assert_eq!(all.len(), 25_001);
+    assert_eq!(all[24_999..], ["o_b".to_owned(), "o_a".to_owned()]);
+    let from_b = sim
+        .api_get(paths::USER_GET, &token, "next_openid=o_b")
+        .await;
+    assert_eq!(from_b["data"]["openid"], json!(["o_a"]));
+    assert_eq!(
+        sim.followers("wxsafe").await["digest"],
+        crate::follower_digest(&all)
+    );
+    sim.follow_event("wxsafe", "o_b", "unsubscribe", None).await;
+    let all = sim.all_followers(&token).await;
+    assert_eq!(all.last().unwrap(), "o_a");
+    assert_eq!(all.len(), 25_000);
+    let now = sim.followers("wxsafe").await;
+    assert_eq!(now["followers"], 25_000);
+    assert_eq!(now["digest"], crate::follower_digest(&all));
+    // Generating more appends after the digest cache.
+    sim.generate("wxsafe", 3).await;
+    let all = sim.all_followers(&token).await;
+    // 24 999 generated (one left), then 3 new generated ones, then the explicit o_a.
+    assert_eq!(all[24_999..25_002], gen_ids(25_000..25_003)[..]);
+    assert_eq!(all.last().unwrap(), "o_a");
+    assert_eq!(
+        sim.followers("wxsafe").await["digest"],
+        crate::follower_digest(&all)
+    );
+
+    // Control-API errors.
+    let (status, _) = sim.unsubscribe_status("wxsafe", &leaver).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = sim.unsubscribe_status("wxnope", &leaver).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let response = sim
+        .http
+        .post(format!("{}{}", sim.base, paths::USERS_GENERATE))
+        .json(&json!({"appid": "wxnope", "count": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let response = sim
+        .http
+        .get(format!("{}{}", sim.base, paths::USERS))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    // Apps are separate.
+    assert_eq!(sim.followers("wxplain").await["followers"], 0);
+
+    // Token checks and counters come with every users API.
+    assert_eq!(errcode(&sim.get(paths::USER_GET).await), 41001);
+    assert_eq!(
+        errcode(&sim.api_get(paths::USER_GET, "garbage", "").await),
+        40001
+    );
+    sim.post(
+        paths::FAULTS,
+        json!({"api": paths::USER_GET, "errcode": -1, "times": 1}),
+    )
+    .await;
+    assert_eq!(errcode(&sim.api_get(paths::USER_GET, &token, "").await), -1);
+    let stats = sim.get(paths::STATS).await;
+    assert!(
+        stats["calls"]["wxsafe"][paths::USER_GET].as_u64().unwrap() > 10,
+        "{stats}"
+    );
+}
+
+#[tokio::test]
+async fn user_info_of_generated_explicit_left_and_unknown_users() {
+    let sim = Running::start(GATEWAY_DOWN).await;
+    let token = sim.token("wxsafe", "secret-safe").await;
+    sim.generate("wxsafe", 10).await;
+    let info = |openid: String| {
+        let sim = &sim;
+        let token = &token;
+        async move {
+            sim.api_get(
+                paths::USER_INFO,
+                token,
+                &format!("openid={openid}&lang=zh_CN"),
+            )
+            .await
+        }
+    };
+
+    let seven = crate::generated_openid(7);
+    assert_eq!(
+        info(seven.clone()).await,
+        json!({
+            "subscribe": 1,
+            "openid": seven,
+            "language": "zh_CN",
+            "subscribe_time": crate::GENERATED_SUBSCRIBE_BASE + 7,
+            "unionid": "uGEN000000000000000000000007",
+            "remark": "",
+            "groupid": 0,
+            "tagid_list": [],
+            "subscribe_scene": crate::GENERATED_SCENES[1],
+            "qr_scene": 0,
+            "qr_scene_str": "",
+        })
+    );
+
+    let now_secs = sim.get(paths::CLOCK).await["now_ms"].as_i64().unwrap() / 1000;
+    sim.follow_event("wxsafe", "o_qr", "subscribe", Some("qrscene_42"))
+        .await;
+    sim.follow_event("wxsafe", "o_str", "subscribe", Some("qrscene_promo"))
+        .await;
+    sim.follow_event("wxsafe", "o_search", "subscribe", None)
+        .await;
+    let qr = info("o_qr".into()).await;
+    assert_eq!(qr["subscribe"], 1, "{qr}");
+    assert_eq!(qr["unionid"], "uo_qr");
+    assert_eq!(qr["subscribe_scene"], "ADD_SCENE_QR_CODE");
+    assert_eq!(qr["qr_scene"], 42);
+    assert_eq!(qr["qr_scene_str"], "");
+    let time = qr["subscribe_time"].as_i64().unwrap();
+    assert!(
+        (now_secs..now_secs + 5).contains(&time),
+        "{time} {now_secs}"
+    );
+    let by_str = info("o_str".into()).await;
+    assert_eq!(by_str["qr_scene"], 0);
+    assert_eq!(by_str["qr_scene_str"], "promo");
+    assert_eq!(
+        info("o_search".into()).await["subscribe_scene"],
+        "ADD_SCENE_SEARCH"
+    );
+
+    // Users who left.
+    sim.follow_event("wxsafe", "o_qr", "unsubscribe", None)
+        .await;
+    assert_eq!(
+        info("o_qr".into()).await,
+        json!({"subscribe": 0, "openid": "o_qr", "unionid": "uo_qr"})
+    );
+    let three = crate::generated_openid(3);
+    sim.follow_event("wxsafe", &three, "unsubscribe", None)
+        .await;
+    assert_eq!(
+        info(three.clone()).await,
+        json!({"subscribe": 0, "openid": three, "unionid": "uGEN000000000000000000000003"})
+    );
+    assert_eq!(sim.followers("wxsafe").await["followers"], 11);
+    // ... and came back.
+    sim.advance(100).await;
+    sim.follow_event("wxsafe", &three, "subscribe", Some("qrscene_9"))
+        .await;
+    let back = info(three.clone()).await;
+    assert_eq!(back["subscribe"], 1);
+    assert_eq!(back["qr_scene"], 9);
+    assert!(back["subscribe_time"].as_i64().unwrap() >= now_secs + 100);
+    assert_eq!(sim.followers("wxsafe").await["followers"], 12);
+
+    // Unknown users.
+    assert_eq!(errcode(&info("o_nobody".into()).await), 40003);
+    assert_eq!(errcode(&info(crate::generated_openid(10)).await), 40003);
+    assert_eq!(errcode(&info(String::new()).await), 40003);
+    assert_eq!(
+        errcode(
+            &sim.api_get(paths::USER_INFO, "garbage", "openid=o_str")
+                .await
+        ),
+        40001
+    );
+
+    // batchget.
+    let batch = |openids: Vec<String>| {
+        let list: Vec<Value> = openids
+            .iter()
+            .map(|o| json!({"openid": o, "lang": "zh_CN"}))
+            .collect();
+        sim.api_post(
+            paths::USER_INFO_BATCHGET,
+            &token,
+            json!({"user_list": list}),
+        )
+    };
+    let answer = batch(vec![seven.clone(), "o_qr".into(), "o_str".into()]).await;
+    let list = answer["user_info_list"].as_array().unwrap();
+    assert_eq!(list.len(), 3, "{answer}");
+    assert_eq!(list[0], info(seven.clone()).await);
+    assert_eq!(list[1]["subscribe"], 0);
+    assert_eq!(list[2]["qr_scene_str"], "promo");
+    assert_eq!(errcode(&batch(vec![]).await), 40032);
+    assert_eq!(errcode(&batch(vec![seven.clone(); 101]).await), 40032);
+    let hundred = batch(vec![seven.clone(); 100]).await;
+    assert_eq!(hundred["user_info_list"].as_array().unwrap().len(), 100);
+    assert_eq!(
+        errcode(&batch(vec![seven.clone(), "o_nobody".into()]).await),
+        40003
+    );
+    assert_eq!(
+        errcode(
+            &sim.api_post(paths::USER_INFO_BATCHGET, &token, json!({"user_list": 5}))
+                .await
+        ),
+        47001
+    );
+}
+
+#[tokio::test]
+async fn tags_create_update_delete_and_their_errors() {
+    let sim = Running::start(GATEWAY_DOWN).await;
+    let token = sim.token("wxsafe", "secret-safe").await;
+    let post = |path: &'static str, body: Value| sim.api_post(path, &token, body);
+
+    let created = post(paths::TAGS_CREATE, json!({"tag": {"name": "广东"}})).await;
+    assert_eq!(created, json!({"tag": {"id": 100, "name": "广东"}}));
+    let second = post(paths::TAGS_CREATE, json!({"tag": {"name": "北京"}})).await;
+    assert_eq!(second["tag"]["id"], 101);
+    assert_eq!(
+        errcode(&post(paths::TAGS_CREATE, json!({"tag": {"name": "广东"}})).await),
+        45157
+    );
+    assert_eq!(
+        errcode(&post(paths::TAGS_CREATE, json!({"tag": {"name": "星标组"}})).await),
+        45157
+    );
+    let thirty = "字".repeat(30);
+    assert_eq!(
+        post(paths::TAGS_CREATE, json!({"tag": {"name": thirty}})).await["tag"]["id"],
+        102
+    );
+    let long = post(paths::TAGS_CREATE, json!({"tag": {"name": "x".repeat(31)}})).await;
+    assert_eq!(errcode(&long), 45158);
+    assert!(
+        long["errmsg"]
+            .as_str()
+            .unwrap()
+            .starts_with("tag name too long"),
+        "{long}"
+    );
+    assert_eq!(
+        errcode(&post(paths::TAGS_CREATE, json!({"tag": {"name": ""}})).await),
+        45158
+    );
+    assert_eq!(
+        errcode(&post(paths::TAGS_CREATE, json!({"name": "x"})).await),
+        47001
+    );
+
+    let tags = sim.api_get(paths::TAGS_GET, &token, "").await;
+    assert_eq!(
+        tags,
+        json!({"tags": [
+            {"id": 2, "name": "星标组", "count": 0},
+            {"id": 100, "name": "广东", "count": 0},
+            {"id": 101, "name": "北京", "count": 0},
+            {"id": 102, "name": thirty, "count": 0},
+        ]})
+    );
+
+    let update =
+        |id: i64, name: &str| post(paths::TAGS_UPDATE, json!({"tag": {"id": id, "name": name}}));
+    assert_eq!(errcode(&update(100, "广东人").await), 0);
+    assert_eq!(
+        errcode(&update(100, "广东人").await),
+        0,
+        "its own name is no duplicate"
+    );
+    assert_eq!(errcode(&update(100, "北京").await), 45157);
+    assert_eq!(errcode(&update(100, &"x".repeat(31)).await), 45158);
+    for system in [0, 1, 2] {
+        assert_eq!(errcode(&update(system, "mine").await), 45058);
+        assert_eq!(
+            errcode(&post(paths::TAGS_DELETE, json!({"tag": {"id": system}})).await),
+            45058
+        );
+    }
+    assert_eq!(errcode(&update(999, "x").await), 45159);
+    assert_eq!(
+        errcode(&post(paths::TAGS_DELETE, json!({"tag": {"id": 999}})).await),
+        45159
+    );
+    assert_eq!(
+        sim.api_get(paths::TAGS_GET, &token, "").await["tags"][1]["name"],
+        "广东人"
+    );
+
+    // Tagging users.
+    sim.generate("wxsafe", 10_100).await;
+    let ids = gen_ids(0..10_100);
+    let tag = |openids: &[String], tagid: i64| {
+        post(
+            paths::TAGS_BATCH_TAG,
+            json!({"openid_list": openids, "tagid": tagid}),
+        )
+    };
+    let untag = |openids: &[String], tagid: i64| {
+        post(
+            paths::TAGS_BATCH_UNTAG,
+            json!({"openid_list": openids, "tagid": tagid}),
+        )
+    };
+    assert_eq!(errcode(&tag(&[], 100).await), 40032);
+    assert_eq!(errcode(&tag(&ids[..51], 100).await), 40032);
+    assert_eq!(errcode(&untag(&ids[..51], 100).await), 40032);
+    assert_eq!(errcode(&tag(&ids[..1], 999).await), 45159);
+    assert_eq!(errcode(&tag(&ids[..1], 1).await), 45159);
+    let unknown = vec![ids[0].clone(), "o_nobody".to_owned()];
+    assert_eq!(errcode(&tag(&unknown, 100).await), 40003);
+    let idlist = |openid: &str| post(paths::TAGS_ID_LIST, json!({"openid": openid}));
+    assert_eq!(
+        idlist(&ids[0]).await,
+        json!({"tagid_list": []}),
+        "a failed call tags nobody"
+    );
+    assert_eq!(errcode(&idlist("o_nobody").await), 40003);
+
+    // 10 050 members of tag 100: pages of 10 000.
+    for chunk in ids[..10_050].chunks(50) {
+        assert_eq!(errcode(&tag(chunk, 100).await), 0);
+    }
+    assert_eq!(
+        errcode(&tag(&ids[..2], 2).await),
+        0,
+        "the star tag can be given"
+    );
+    assert_eq!(idlist(&ids[1]).await, json!({"tagid_list": [100, 2]}));
+    let members = |tagid: i64, next: &str| {
+        post(
+            paths::TAG_USERS,
+            json!({"tagid": tagid, "next_openid": next}),
+        )
+    };
+    let first = members(100, "").await;
+    assert_eq!(first["count"], 10_000);
+    assert_eq!(first["data"]["openid"][0], ids[0]);
+    assert_eq!(first["next_openid"], ids[9_999]);
+    let second = members(100, &ids[9_999]).await;
+    assert_eq!(second["count"], 50);
+    assert_eq!(
+        second["data"]["openid"].as_array().unwrap()[..],
+        ids[10_000..10_050]
+            .iter()
+            .map(|o| json!(o))
+            .collect::<Vec<_>>()[..]
+    );
+    assert_eq!(second["next_openid"], ids[10_049]);
+    assert_eq!(
+        members(100, &ids[10_049]).await,
+        json!({"count": 0, "next_openid": ""})
+    );
+    assert_eq!(errcode(&members(999, "").await), 45159);
+    assert_eq!(errcode(&members(100, "o_nobody").await), 40003);
+    let tags = sim.api_get(paths::TAGS_GET, &token, "").await;
+    assert_eq!(tags["tags"][0]["count"], 2);
+    assert_eq!(tags["tags"][1]["count"], 10_050);
+    let info = sim
+        .api_get(paths::USER_INFO, &token, &format!("openid={}", ids[1]))
+        .await;
+    assert_eq!(info["tagid_list"], json!([100, 2]));
+
+    // Untagging, and a tag leaving with its users' memberships.
+    assert_eq!(errcode(&untag(&ids[..1], 100).await), 0);
+    assert_eq!(
+        errcode(&untag(&ids[..1], 100).await),
+        0,
+        "untagging twice is fine"
+    );
+    assert_eq!(idlist(&ids[0]).await, json!({"tagid_list": [2]}));
+    assert_eq!(members(100, "").await["data"]["openid"][0], ids[1]);
+    assert_eq!(
+        errcode(&post(paths::TAGS_DELETE, json!({"tag": {"id": 100}})).await),
+        0
+    );
+    assert_eq!(idlist(&ids[1]).await, json!({"tagid_list": [2]}));
+    assert_eq!(errcode(&members(100, "").await), 45159);
+    // A follower who leaves loses their tags.
+    sim.unsubscribe_status("wxsafe", &ids[0]).await;
+    assert_eq!(
+        sim.api_get(paths::TAGS_GET, &token, "").await["tags"][0]["count"],
+        1
+    );
+    assert_eq!(
+        errcode(&tag(&ids[..1], 101).await),
+        40003,
+        "not a follower any more"
+    );
+
+    // At most 20 tags per user.
+    let user = &ids[5..6];
+    let mut given = Vec::new();
+    for n in 0..20 {
+        let id = post(
+            paths::TAGS_CREATE,
+            json!({"tag": {"name": format!("t{n}")}}),
+        )
+        .await["tag"]["id"]
+            .as_i64()
+            .unwrap();
+        assert_eq!(errcode(&tag(user, id).await), 0);
+        given.push(id);
+    }
+    assert_eq!(errcode(&tag(user, 101).await), 45059);
+    assert_eq!(
+        errcode(&tag(user, given[3]).await),
+        0,
+        "a tag it already has is fine"
+    );
+    assert_eq!(
+        errcode(&tag(&ids[5..7], 101).await),
+        45059,
+        "all or nothing"
+    );
+    assert_eq!(idlist(&ids[6]).await, json!({"tagid_list": []}));
+    assert_eq!(idlist(&ids[5]).await["tagid_list"], json!(given));
+
+    // At most 100 created tags (another app starts with none).
+    let plain = sim.token("wxplain", "secret-plain").await;
+    for n in 0..100 {
+        let created = sim
+            .api_post(
+                paths::TAGS_CREATE,
+                &plain,
+                json!({"tag": {"name": format!("tag {n}")}}),
+            )
+            .await;
+        assert_eq!(created["tag"]["id"], 100 + n, "{created}");
+    }
+    let too_many = sim
+        .api_post(
+            paths::TAGS_CREATE,
+            &plain,
+            json!({"tag": {"name": "one more"}}),
+        )
+        .await;
+    assert_eq!(errcode(&too_many), 45056);
+    assert_eq!(
+        errcode(
+            &sim.api_post(paths::TAGS_DELETE, &plain, json!({"tag": {"id": 150}}))
+                .await
+        ),
+        0
+    );
+    let again = sim
+        .api_post(
+            paths::TAGS_CREATE,
+            &plain,
+            json!({"tag": {"name": "one more"}}),
+        )
+        .await;
+    assert_eq!(again["tag"]["id"], 200, "ids are not reused");
+}
+
+#[tokio::test]
+async fn remarks() {
+    let sim = Running::start(GATEWAY_DOWN).await;
+    let token = sim.token("wxsafe", "secret-safe").await;
+    sim.generate("wxsafe", 3).await;
+    let one = crate::generated_openid(1);
+    let remark = |openid: &str, remark: &str| {
+        sim.api_post(
+            paths::USER_REMARK,
+            &token,
+            json!({"openid": openid, "remark": remark}),
+        )
+    };
+    let answer = remark(&one, "pangzi").await;
+    assert_eq!(answer, json!({"errcode": 0, "errmsg": "ok"}));
+    let info = |openid: String| {
+        let (sim, token) = (&sim, &token);
+        async move {
+            sim.api_get(paths::USER_INFO, token, &format!("openid={openid}"))
+                .await
+        }
+    };
+    assert_eq!(info(one.clone()).await["remark"], "pangzi");
+    assert_eq!(info(crate::generated_openid(2)).await["remark"], "");
+    let thirty = "备".repeat(30);
+    assert_eq!(errcode(&remark(&one, &thirty).await), 0);
+    assert_eq!(info(one.clone()).await["remark"], thirty);
+    let long = remark(&one, &"x".repeat(31)).await;
+    assert_eq!(errcode(&long), 40097);
+    assert!(
+        long["errmsg"].as_str().unwrap().starts_with("invalid args"),
+        "{long}"
+    );
+    assert_eq!(info(one.clone()).await["remark"], thirty);
+    assert_eq!(errcode(&remark("o_nobody", "x").await), 40003);
+    sim.follow_event("wxsafe", "o_e", "subscribe", None).await;
+    assert_eq!(errcode(&remark("o_e", "explicit").await), 0);
+    assert_eq!(info("o_e".into()).await["remark"], "explicit");
+    assert_eq!(errcode(&remark(&one, "").await), 0);
+    assert_eq!(info(one).await["remark"], "");
+    assert_eq!(
+        errcode(
+            &sim.api_post(paths::USER_REMARK, "garbage", json!({"openid": "o_e"}))
+                .await
+        ),
+        40001
+    );
+}
+
+#[tokio::test]
+async fn blacklist_add_list_remove() {
+    let sim = Running::start(GATEWAY_DOWN).await;
+    let token = sim.token("wxsafe", "secret-safe").await;
+    sim.generate("wxsafe", 30).await;
+    sim.follow_event("wxsafe", "o_e", "subscribe", None).await;
+    let ids = gen_ids(0..30);
+    let add = |openids: Vec<String>| {
+        sim.api_post(
+            paths::BLACKLIST_ADD,
+            &token,
+            json!({"openid_list": openids}),
+        )
+    };
+    let remove = |openids: Vec<String>| {
+        sim.api_post(
+            paths::BLACKLIST_REMOVE,
+            &token,
+            json!({"openid_list": openids}),
+        )
+    };
+    let get =
+        |begin: &str| sim.api_post(paths::BLACKLIST_GET, &token, json!({"begin_openid": begin}));
+
+    assert_eq!(
+        get("").await,
+        json!({"total": 0, "count": 0, "next_openid": ""})
+    );
+    assert_eq!(errcode(&add(vec![]).await), 40032);
+    assert_eq!(errcode(&add(ids[..21].to_vec()).await), 40032);
+    assert_eq!(errcode(&remove(ids[..21].to_vec()).await), 40032);
+    assert_eq!(
+        errcode(&add(vec![ids[0].clone(), "o_nobody".into()]).await),
+        40003
+    );
+    assert_eq!(get("").await["total"], 0, "a failed call blacklists nobody");
+
+    // Added in any order, listed in the stable order.
+    assert_eq!(errcode(&add(vec!["o_e".into()]).await), 0);
+    assert_eq!(errcode(&add(ids[10..30].to_vec()).await), 0);
+    assert_eq!(errcode(&add(ids[..5].to_vec()).await), 0);
+    assert_eq!(errcode(&add(ids[..1].to_vec()).await), 0, "twice is fine");
+    let mut expected: Vec<String> = ids[..5].to_vec();
+    expected.extend_from_slice(&ids[10..30]);
+    expected.push("o_e".into());
+    let all = get("").await;
+    assert_eq!(all["total"], 26);
+    assert_eq!(all["count"], 26);
+    assert_eq!(all["data"]["openid"], json!(expected));
+    assert_eq!(all["next_openid"], "o_e");
+    let rest = get(&ids[4]).await;
+    assert_eq!(rest["total"], 26);
+    assert_eq!(rest["count"], 21);
+    assert_eq!(rest["data"]["openid"][0], ids[10]);
+    assert_eq!(
+        get("o_e").await,
+        json!({"total": 26, "count": 0, "next_openid": ""})
+    );
+    assert_eq!(errcode(&get("o_nobody").await), 40003);
+    let empty_body = sim
+        .http
+        .post(format!(
+            "{}{}?access_token={token}",
+            sim.base,
+            paths::BLACKLIST_GET
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(empty_body["total"], 26, "{empty_body}");
+
+    // Blacklisted users stay followers.
+    let followers = sim.api_get(paths::USER_GET, &token, "").await;
+    assert_eq!(followers["total"], 31);
+    let info = sim
+        .api_get(paths::USER_INFO, &token, &format!("openid={}", ids[0]))
+        .await;
+    assert_eq!(info["subscribe"], 1);
+
+    assert_eq!(errcode(&remove(ids[..3].to_vec()).await), 0);
+    assert_eq!(errcode(&remove(vec!["o_nobody".into()]).await), 40003);
+    let after = get("").await;
+    assert_eq!(after["total"], 23);
+    assert_eq!(after["data"]["openid"][0], ids[3]);
+    // A follower who leaves leaves the blacklist too.
+    sim.follow_event("wxsafe", "o_e", "unsubscribe", None).await;
+    let after = get("").await;
+    assert_eq!(after["total"], 22);
+    assert_eq!(after["next_openid"], ids[29]);
+}
+
+#[tokio::test]
+async fn a_million_generated_followers_are_cheap() {
+    let sim = Running::start(GATEWAY_DOWN).await;
+    let token = sim.token("wxsafe", "secret-safe").await;
+    let generated = sim.generate("wxsafe", 1_000_000).await;
+    assert_eq!(generated["followers"], 1_000_000);
+    let first = sim.api_get(paths::USER_GET, &token, "").await;
+    assert_eq!(first["total"], 1_000_000);
+    assert_eq!(first["count"], 10_000);
+    let tail = sim
+        .api_get(
+            paths::USER_GET,
+            &token,
+            &format!("next_openid={}", crate::generated_openid(999_995)),
+        )
+        .await;
+    assert_eq!(tail["data"]["openid"], json!(gen_ids(999_996..1_000_000)));
+    let last = sim
+        .api_get(
+            paths::USER_INFO,
+            &token,
+            &format!("openid={}", crate::generated_openid(999_999)),
+        )
+        .await;
+    assert_eq!(
+        last["subscribe_time"],
+        crate::GENERATED_SUBSCRIBE_BASE + 999_999
+    );
+    let digest = sim.followers("wxsafe").await;
+    assert_eq!(digest["followers"], 1_000_000);
+    assert_eq!(digest["digest"].as_str().unwrap().len(), 16);
+    let over = sim
+        .http
+        .post(format!("{}{}", sim.base, paths::USERS_GENERATE))
+        .json(&json!({"appid": "wxsafe", "count": 200_000_000u64}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(over.status(), StatusCode::BAD_REQUEST);
 }

@@ -123,10 +123,7 @@ pub(crate) async fn tags_create(
 ) -> Answer {
     let appid = authorized(&sim, &q, paths::TAGS_CREATE).await?;
     let request: TagRequest = parse(&body)?;
-    let id = sim
-        .lock()
-        .followers(&appid)
-        .create_tag(&request.tag.name)?;
+    let id = sim.lock().followers(&appid).create_tag(&request.tag.name)?;
     Ok(Json(
         json!({ "tag": { "id": id, "name": request.tag.name } }),
     ))
