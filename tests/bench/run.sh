@@ -9,9 +9,12 @@
 #                             mode) out
 #   send                      customer-service sends: `send` commands through `wxoa replier`
 #                             against the simulator, results as notices
+#   usersync                  a full follower sync of N simulated followers through
+#                             `wxoa usersync`: wall time, peak RSS, directory == simulator
 #
 # Usage: tests/bench/run.sh MODE [duration, default 20s] [connections, default 64]
 #        (send: tests/bench/run.sh send [commands, default 20000])
+#        (usersync: tests/bench/run.sh usersync [followers, default 1000000])
 # Needs nats-server, redis-server and wrk (apt-get install nats-server redis-server wrk).
 set -euo pipefail
 mode=${1:-plain}
@@ -77,6 +80,31 @@ export WXOA_CONFIG="$tmp/wxoa.toml"
 WXOA__ADMIN__LISTEN=127.0.0.1:$admin_gw ${WXOA_BENCH_ENV:-} target/release/wxoa gateway >"$tmp/gateway.log" 2>&1 &
 pids+=($!); gw_pid=$!
 wait_ready "$admin_gw"
+
+if [ "$mode" = usersync ]; then
+  count=${2:-1000000}
+  target/release/wxoa sim >"$tmp/sim.log" 2>&1 &
+  pids+=($!)
+  wait_port "$sim_port"
+  WXOA__ADMIN__LISTEN=127.0.0.1:$admin_tk target/release/wxoa token >"$tmp/token.log" 2>&1 &
+  pids+=($!)
+  WXOA__USERSYNC__CALLS_PER_SEC=0 WXOA__ADMIN__LISTEN=127.0.0.1:$admin_rp target/release/wxoa usersync >"$tmp/usersync.log" 2>&1 &
+  pids+=($!); us_pid=$!
+  wait_ready "$admin_tk"; wait_ready "$admin_rp"
+  for _ in $(seq 100); do [ "$(redis-cli -p "$redis_port" exists 'wechat:{wxbench000000001}:access_token')" = 1 ] && break; sleep 0.1; done
+  curl -sf "http://127.0.0.1:$sim_port/_sim/users/generate" -H 'content-type: application/json' \
+    -d "{\"appid\":\"wxbench000000001\",\"count\":$count}" >/dev/null
+  echo "== full user sync: $count simulated followers, 1 usersync worker, $(nproc) cores"
+  rss0=$(awk '/VmRSS/ {print $2}' "/proc/$us_pid/status")
+  start=$(date +%s.%N)
+  target/release/wxoa users --app wxbench000000001 sync 2>/dev/null | tee "$tmp/sync.json"
+  end=$(date +%s.%N)
+  echo "== wall time: $(python3 -c "print(round($end - $start, 1))") s; usersync RSS before ${rss0} kB, peak $(awk '/VmHWM/ {print $2}' "/proc/$us_pid/status") kB; CPU $(( $(cpu "$us_pid") * 1000 / $(getconf CLK_TCK) )) ms"
+  echo "== simulator: $(curl -s "http://127.0.0.1:$sim_port/_sim/users?appid=wxbench000000001")"
+  echo "== directory: $(target/release/wxoa users --app wxbench000000001 count | tr -d '\n ') digest $(WXOA_CONFIG="$tmp/wxoa.toml" target/release/wxoa users --app wxbench000000001 digest 2>/dev/null | tr -d '\n ' || true)"
+  echo "== redis used_memory: $(redis-cli -p "$redis_port" info memory | awk -F: '/^used_memory_human/ {print $2}')"
+  exit 0
+fi
 
 if [ "$mode" = send ]; then
   count=${2:-20000}

@@ -44,7 +44,11 @@ async fn subscribe_and_unsubscribe_events_keep_the_directory() {
     let _usersync = platform.usersync_with(&platform.config).await;
     let nats = platform.nats().await;
     let mut updates = nats
-        .subscribe(subjects::notice(platform.prefix(), SAFE_APP, notices::USER_UPDATED))
+        .subscribe(subjects::notice(
+            platform.prefix(),
+            SAFE_APP,
+            notices::USER_UPDATED,
+        ))
         .await
         .unwrap();
     nats.flush().await.unwrap();
@@ -132,7 +136,10 @@ async fn a_full_sync_stopped_half_way_resumes_and_ends_exact() {
     let started = users(&platform, PLAIN_APP, "sync", json!({"id": "sync-test"})).await;
     assert_eq!(started["state"], "running", "{started}");
     let again = users(&platform, PLAIN_APP, "sync", json!({})).await;
-    assert_eq!(again["id"], "sync-test", "a running sync is not started twice");
+    assert_eq!(
+        again["id"], "sync-test",
+        "a running sync is not started twice"
+    );
     let partway = eventually(Duration::from_secs(20), || async {
         let status = users(&platform, PLAIN_APP, "sync_status", json!({})).await;
         (status["done"].as_u64() >= Some(8_000)).then_some(status)
@@ -195,7 +202,13 @@ async fn tags_remarks_and_the_blacklist_round_trip() {
     assert_eq!(members["openids"].as_array().unwrap().len(), 60);
     let one = users(&platform, SAFE_APP, "get", json!({"openid": openids[0]})).await;
     assert_eq!(one["tagid_list"], json!([tagid]), "{one}");
-    let wechat = users(&platform, SAFE_APP, "user_tags", json!({"openid": openids[0]})).await;
+    let wechat = users(
+        &platform,
+        SAFE_APP,
+        "user_tags",
+        json!({"openid": openids[0]}),
+    )
+    .await;
     assert_eq!(wechat["tagid_list"], json!([tagid]), "{wechat}");
     let tags = users(&platform, SAFE_APP, "tags_list", json!({})).await;
     assert!(
@@ -217,7 +230,10 @@ async fn tags_remarks_and_the_blacklist_round_trip() {
     assert_eq!(members["openids"].as_array().unwrap().len(), 50);
     users(&platform, SAFE_APP, "tag_delete", json!({"id": tagid})).await;
     let members = users(&platform, SAFE_APP, "by_tag", json!({"tagid": tagid})).await;
-    assert!(members["openids"].as_array().unwrap().is_empty(), "{members}");
+    assert!(
+        members["openids"].as_array().unwrap().is_empty(),
+        "{members}"
+    );
     let one = users(&platform, SAFE_APP, "get", json!({"openid": openids[20]})).await;
     assert!(one.get("tagid_list").is_none(), "{one}");
 

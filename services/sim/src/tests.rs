@@ -1457,6 +1457,19 @@ async fn user_info_of_generated_explicit_left_and_unknown_users() {
         info("o_search".into()).await["subscribe_scene"],
         "ADD_SCENE_SEARCH"
     );
+    // A verbatim `xml` callback counts too.
+    let xml = "<xml><ToUserName><![CDATA[gh_safe]]></ToUserName>\
+        <FromUserName><![CDATA[o_xml]]></FromUserName><CreateTime>1</CreateTime>\
+        <MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event>\
+        <EventKey><![CDATA[qrscene_7]]></EventKey></xml>";
+    let outcome = sim
+        .post(
+            paths::SEND,
+            json!({"appid": "wxsafe", "mode": "plain", "tries": 1, "xml": xml}),
+        )
+        .await;
+    assert_eq!(outcome["outcome"], "failed", "{outcome}");
+    assert_eq!(info("o_xml".into()).await["qr_scene"], 7);
 
     // Users who left.
     sim.follow_event("wxsafe", "o_qr", "unsubscribe", None)
@@ -1472,7 +1485,7 @@ async fn user_info_of_generated_explicit_left_and_unknown_users() {
         info(three.clone()).await,
         json!({"subscribe": 0, "openid": three, "unionid": "uGEN000000000000000000000003"})
     );
-    assert_eq!(sim.followers("wxsafe").await["followers"], 11);
+    assert_eq!(sim.followers("wxsafe").await["followers"], 12);
     // ... and came back.
     sim.advance(100).await;
     sim.follow_event("wxsafe", &three, "subscribe", Some("qrscene_9"))
@@ -1481,7 +1494,7 @@ async fn user_info_of_generated_explicit_left_and_unknown_users() {
     assert_eq!(back["subscribe"], 1);
     assert_eq!(back["qr_scene"], 9);
     assert!(back["subscribe_time"].as_i64().unwrap() >= now_secs + 100);
-    assert_eq!(sim.followers("wxsafe").await["followers"], 12);
+    assert_eq!(sim.followers("wxsafe").await["followers"], 13);
 
     // Unknown users.
     assert_eq!(errcode(&info("o_nobody".into()).await), 40003);

@@ -95,10 +95,9 @@ async fn route(shared: &Shared, message: &async_nats::Message) -> Result<Value, 
     Ok(match subjects::api_verb(&message.subject) {
         "get" => {
             let Openid { openid } = parse(payload)?;
-            let user = dir
-                .get(app_id, &openid)
-                .await?
-                .ok_or_else(|| UsersyncError::NotFound(format!("no user {openid} in the directory")))?;
+            let user = dir.get(app_id, &openid).await?.ok_or_else(|| {
+                UsersyncError::NotFound(format!("no user {openid} in the directory"))
+            })?;
             let blacklisted: bool = redis::cmd("SISMEMBER")
                 .arg(keys::blacklist(prefix, app_id))
                 .arg(&openid)
@@ -119,7 +118,9 @@ async fn route(shared: &Shared, message: &async_nats::Message) -> Result<Value, 
                     .ok_or_else(|| UsersyncError::Invalid("by_tag needs a tagid".into()))?;
                 keys::tag_members(prefix, app_id, tagid)
             };
-            let (cursor, openids) = dir.scan(&key, page.cursor, page.count.clamp(1, 10_000)).await?;
+            let (cursor, openids) = dir
+                .scan(&key, page.cursor, page.count.clamp(1, 10_000))
+                .await?;
             json!({"cursor": cursor, "openids": openids})
         }
         "by_unionid" => {
@@ -128,10 +129,9 @@ async fn route(shared: &Shared, message: &async_nats::Message) -> Result<Value, 
                 unionid: String,
             }
             let Unionid { unionid } = parse(payload)?;
-            let user = dir
-                .by_unionid(app_id, &unionid)
-                .await?
-                .ok_or_else(|| UsersyncError::NotFound(format!("no user with unionid {unionid}")))?;
+            let user = dir.by_unionid(app_id, &unionid).await?.ok_or_else(|| {
+                UsersyncError::NotFound(format!("no user with unionid {unionid}"))
+            })?;
             serde_json::to_value(user).expect("serializes")
         }
         "digest" => {
@@ -140,7 +140,8 @@ async fn route(shared: &Shared, message: &async_nats::Message) -> Result<Value, 
         }
         "sync" => {
             let command: wxoa_wire::users::SyncCommand = parse(payload)?;
-            serde_json::to_value(sync::start(shared, app_id, command.id).await?).expect("serializes")
+            serde_json::to_value(sync::start(shared, app_id, command.id).await?)
+                .expect("serializes")
         }
         "sync_status" => serde_json::to_value(
             sync::status(shared, app_id)
@@ -157,7 +158,11 @@ async fn route(shared: &Shared, message: &async_nats::Message) -> Result<Value, 
             let Name { name } = parse(payload)?;
             shared
                 .wechat
-                .post(app_id, "/cgi-bin/tags/create", &json!({"tag": {"name": name}}))
+                .post(
+                    app_id,
+                    "/cgi-bin/tags/create",
+                    &json!({"tag": {"name": name}}),
+                )
                 .await?
         }
         "tag_update" => {
@@ -169,7 +174,11 @@ async fn route(shared: &Shared, message: &async_nats::Message) -> Result<Value, 
             let Tag { id, name } = parse(payload)?;
             shared
                 .wechat
-                .post(app_id, "/cgi-bin/tags/update", &json!({"tag": {"id": id, "name": name}}))
+                .post(
+                    app_id,
+                    "/cgi-bin/tags/update",
+                    &json!({"tag": {"id": id, "name": name}}),
+                )
                 .await?
         }
         "tag_delete" => {
@@ -194,7 +203,8 @@ async fn route(shared: &Shared, message: &async_nats::Message) -> Result<Value, 
         }
         verb @ ("tag_users" | "untag_users") => {
             let Openids { openids, tagid } = parse(payload)?;
-            let tagid = tagid.ok_or_else(|| UsersyncError::Invalid(format!("{verb} needs a tagid")))?;
+            let tagid =
+                tagid.ok_or_else(|| UsersyncError::Invalid(format!("{verb} needs a tagid")))?;
             let add = verb == "tag_users";
             let path = if add {
                 "/cgi-bin/tags/members/batchtagging"
@@ -214,7 +224,11 @@ async fn route(shared: &Shared, message: &async_nats::Message) -> Result<Value, 
             let Openid { openid } = parse(payload)?;
             let answer = shared
                 .wechat
-                .post(app_id, "/cgi-bin/tags/getidlist", &json!({"openid": openid}))
+                .post(
+                    app_id,
+                    "/cgi-bin/tags/getidlist",
+                    &json!({"openid": openid}),
+                )
                 .await?;
             if let Some(mut user) = dir.get(app_id, &openid).await? {
                 user.tagid_list = answer["tagid_list"]

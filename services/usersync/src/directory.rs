@@ -88,10 +88,7 @@ impl Directory {
             }
             if let Some(job) = seen {
                 write
-                    .sadd(
-                        keys::usersync_seen(&self.prefix, app_id, job),
-                        &user.openid,
-                    )
+                    .sadd(keys::usersync_seen(&self.prefix, app_id, job), &user.openid)
                     .ignore();
             }
         }

@@ -47,10 +47,14 @@ pub(crate) async fn handle(shared: Arc<Shared>, delivery: Delivery) -> Result<()
                 now,
             )
             .await?;
-        shared.dir.get(app_id, &openid).await?.unwrap_or(UserRecord {
-            openid,
-            ..UserRecord::default()
-        })
+        shared
+            .dir
+            .get(app_id, &openid)
+            .await?
+            .unwrap_or(UserRecord {
+                openid,
+                ..UserRecord::default()
+            })
     } else {
         let info = shared
             .wechat
@@ -63,7 +67,10 @@ pub(crate) async fn handle(shared: Arc<Shared>, delivery: Delivery) -> Result<()
         let user = UserRecord::from_wechat(&info, now_ms()).ok_or_else(|| {
             UsersyncError::Invalid(format!("user/info without an openid: {info}"))
         })?;
-        shared.dir.put(app_id, std::slice::from_ref(&user), None).await?;
+        shared
+            .dir
+            .put(app_id, std::slice::from_ref(&user), None)
+            .await?;
         user
     };
     tracing::debug!(app_id, openid = %user.openid, ?change, "directory updated");

@@ -99,7 +99,8 @@ pub struct App {
 impl App {
     /// Connects to NATS and Redis (registering both with `health` for readiness).
     pub async fn build(config: &Config, health: Health) -> Result<App, UsersyncError> {
-        let (nats, redis) = wxoa_runtime::connect::watched(config, "wxoa-usersync", &health).await?;
+        let (nats, redis) =
+            wxoa_runtime::connect::watched(config, "wxoa-usersync", &health).await?;
         App::from_parts(config, nats, redis, health)
     }
 
@@ -199,7 +200,9 @@ impl App {
                 async move {
                     let app_id = subjects::app_id_of(&shared.prefix, &delivery.subject)
                         .filter(|a| shared.serves(a))
-                        .ok_or_else(|| UsersyncError::Invalid(format!("no app served at {}", delivery.subject)))?
+                        .ok_or_else(|| {
+                            UsersyncError::Invalid(format!("no app served at {}", delivery.subject))
+                        })?
                         .to_owned();
                     let command: SyncCommand = serde_json::from_slice(&delivery.payload)
                         .map_err(|e| UsersyncError::Invalid(format!("usersync command: {e}")))?;
@@ -208,13 +211,19 @@ impl App {
             }
         };
         let stop = shutdown.clone();
-        tracker.spawn(async move { consumer::run(commands_consumer, &commands, stop, handler).await });
+        tracker
+            .spawn(async move { consumer::run(commands_consumer, &commands, stop, handler).await });
         {
             let (shared, stop, nats) = (shared.clone(), shutdown.clone(), shared.nats.clone());
             tracker.spawn(async move {
-                responder::serve(nats, requests, stop, grace, MAX_REQUESTS_IN_FLIGHT, move |m| {
-                    api::answer(shared.clone(), m)
-                })
+                responder::serve(
+                    nats,
+                    requests,
+                    stop,
+                    grace,
+                    MAX_REQUESTS_IN_FLIGHT,
+                    move |m| api::answer(shared.clone(), m),
+                )
                 .await
                 .map_err(UsersyncError::from)
             });
@@ -234,7 +243,10 @@ impl App {
             .await
             .is_err()
         {
-            tracing::warn!(grace_secs = grace.as_secs(), "work in flight did not finish within the grace period");
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "work in flight did not finish within the grace period"
+            );
         }
         if let Err(e) = shared.nats.flush().await {
             tracing::warn!(error = %e, "flushing NATS failed");

@@ -250,8 +250,9 @@ async fn try_run(
         .await;
     match result {
         Ok(()) => Ok(()),
-        Err(e) if matches!(&e, UsersyncError::Wechat(w) if !w.is_transient())
-            || matches!(&e, UsersyncError::Invalid(_)) =>
+        Err(e)
+            if matches!(&e, UsersyncError::Wechat(w) if !w.is_transient())
+                || matches!(&e, UsersyncError::Invalid(_)) =>
         {
             let _: () = shared
                 .redis
@@ -323,9 +324,7 @@ impl<'a> Runner<'a> {
         let mut last_progress = tokio::time::Instant::now();
         loop {
             let query = [("next_openid", self.cursor.as_str())];
-            let page = self
-                .call(stop, "/cgi-bin/user/get", &query, None)
-                .await?;
+            let page = self.call(stop, "/cgi-bin/user/get", &query, None).await?;
             let total = page["total"].as_u64().unwrap_or(0);
             let openids: Vec<String> = page["data"]["openid"]
                 .as_array()

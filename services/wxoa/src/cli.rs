@@ -128,6 +128,8 @@ pub(crate) enum UsersCommand {
     },
     /// How many follow the account now.
     Count,
+    /// The followers' count and digest (compare with the simulator's `/_sim/users`).
+    Digest,
     /// Start a full sync (or join the one running) and show its progress until it ends.
     Sync {
         /// Return at once instead of following the progress.

@@ -304,12 +304,17 @@ pub(crate) async fn users(
     let answer = match command {
         UsersCommand::Get { openid } => call("get", json!({"openid": openid})).await?,
         UsersCommand::Count => call("count", json!({})).await?,
+        UsersCommand::Digest => call("digest", json!({})).await?,
         UsersCommand::SyncStatus => call("sync_status", json!({})).await?,
         UsersCommand::ByTag { tagid } => {
             let mut cursor = 0u64;
             let mut openids = Vec::new();
             loop {
-                let page = call("by_tag", json!({"tagid": tagid, "cursor": cursor, "count": 1000})).await?;
+                let page = call(
+                    "by_tag",
+                    json!({"tagid": tagid, "cursor": cursor, "count": 1000}),
+                )
+                .await?;
                 openids.extend(page["openids"].as_array().cloned().unwrap_or_default());
                 cursor = page["cursor"].as_u64().unwrap_or(0);
                 if cursor == 0 {
@@ -330,7 +335,9 @@ pub(crate) async fn users(
         UsersCommand::Remark { openid, remark } => {
             call("remark", json!({"openid": openid, "remark": remark})).await?
         }
-        UsersCommand::Block { openids } => call("blacklist_add", json!({"openids": openids})).await?,
+        UsersCommand::Block { openids } => {
+            call("blacklist_add", json!({"openids": openids})).await?
+        }
         UsersCommand::Unblock { openids } => {
             call("blacklist_remove", json!({"openids": openids})).await?
         }
@@ -342,13 +349,19 @@ pub(crate) async fn users(
                     progress["total"].as_u64().unwrap_or(0),
                 );
                 let width = 30usize;
-                let filled = if total == 0 { 0 } else { (done * width as u64 / total.max(1)) as usize };
+                let filled = if total == 0 {
+                    0
+                } else {
+                    (done * width as u64 / total.max(1)) as usize
+                };
                 eprint!(
                     "\r[{}{}] {done}/{total} followers, {:.0}/s, ETA {}s   ",
                     "#".repeat(filled.min(width)),
                     " ".repeat(width - filled.min(width)),
                     progress["rate_per_sec"].as_f64().unwrap_or(0.0),
-                    progress["eta_secs"].as_u64().map_or("?".to_owned(), |e| e.to_string()),
+                    progress["eta_secs"]
+                        .as_u64()
+                        .map_or("?".to_owned(), |e| e.to_string()),
                 );
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 progress = call("sync_status", json!({})).await?;

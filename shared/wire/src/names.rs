@@ -227,7 +227,6 @@ pub mod apis {
     pub const USERS: &str = "users";
 }
 
-
 /// NATS header names.
 pub mod headers {
     /// JetStream's dedupe id: `<appid>:<dedupe key>`.

@@ -252,7 +252,8 @@ mod tests {
             .map(|(k, v)| (k.to_owned(), v))
             .collect();
         assert_eq!(UserRecord::from_fields(&fields), Some(user));
-        let left = UserRecord::from_wechat(&serde_json::json!({"subscribe":0,"openid":"o2"}), 1).unwrap();
+        let left =
+            UserRecord::from_wechat(&serde_json::json!({"subscribe":0,"openid":"o2"}), 1).unwrap();
         assert!(!left.subscribed && left.tagid_list.is_empty());
         assert_eq!(openid_hash(""), 0xcbf2_9ce4_8422_2325);
     }
