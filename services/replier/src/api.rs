@@ -151,23 +151,14 @@ impl TestMessage {
 /// Answers one request; the answer is JSON, errors included.
 pub(crate) async fn answer(shared: Arc<Shared>, message: async_nats::Message) -> Option<Bytes> {
     let result = route(&shared, &message).await;
-    let body = match result {
-        Ok(value) => serde_json::to_vec(&value),
-        Err(e) => {
-            tracing::debug!(subject = %message.subject, error = %e, "request refused");
-            serde_json::to_vec(&e.to_api())
-        }
-    };
-    body.ok().map(Into::into)
+    if let Err(e) = &result {
+        tracing::debug!(subject = %message.subject, error = %e, "request refused");
+    }
+    wxoa_runtime::responder::answer_json(result.map_err(|e| e.to_api()))
 }
 
-fn parse<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, ReplierError> {
-    let payload = if payload.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        payload
-    };
-    serde_json::from_slice(payload).map_err(|e| ReplierError::Invalid(format!("request: {e}")))
+fn parse<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, ReplierError> {
+    wxoa_runtime::responder::parse_json(payload).map_err(ReplierError::Invalid)
 }
 
 fn json<T: Serialize>(value: T) -> Result<serde_json::Value, ReplierError> {

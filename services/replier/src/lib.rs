@@ -111,13 +111,9 @@ impl Shared {
         self.sends[i].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Publishes a notice (core NATS, best effort: a lost notice is logged).
+    /// Publishes a notice (core NATS, best effort).
     async fn notify<T: Serialize>(&self, app_id: &str, kind: &str, notice: &T) {
-        let subject = subjects::notice(&self.prefix, app_id, kind);
-        let payload = serde_json::to_vec(notice).expect("a notice always serializes");
-        if let Err(e) = self.nats.publish(subject, payload.into()).await {
-            tracing::warn!(error = %e, kind, "publishing a notice failed");
-        }
+        wxoa_runtime::shutdown::notify(&self.nats, &self.prefix, app_id, kind, notice).await;
     }
 
     /// Waits until the app's customer-service send budget of the current second (across every
@@ -293,20 +289,7 @@ impl App {
         ));
         tracker.close();
 
-        shutdown.cancelled().await;
-        tracing::info!("replier stopping");
-        if tokio::time::timeout(grace + Duration::from_secs(1), tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                grace_secs = grace.as_secs(),
-                "work in flight did not finish within the grace period"
-            );
-        }
-        if let Err(e) = shared.nats.flush().await {
-            tracing::warn!(error = %e, "flushing NATS failed");
-        }
+        wxoa_runtime::shutdown::drain("replier", &shutdown, &tracker, grace, &shared.nats).await;
         Ok(())
     }
 }

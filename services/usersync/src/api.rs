@@ -64,25 +64,17 @@ struct Openids {
     tagid: Option<i64>,
 }
 
-/// Answers one request.
+/// Answers one request; the answer is JSON, errors included.
 pub(crate) async fn answer(shared: Arc<Shared>, message: async_nats::Message) -> Option<Bytes> {
-    let body = match route(&shared, &message).await {
-        Ok(value) => serde_json::to_vec(&value),
-        Err(e) => {
-            tracing::debug!(subject = %message.subject, error = %e, "request refused");
-            serde_json::to_vec(&e.to_api())
-        }
-    };
-    body.ok().map(Into::into)
+    let result = route(&shared, &message).await;
+    if let Err(e) = &result {
+        tracing::debug!(subject = %message.subject, error = %e, "request refused");
+    }
+    wxoa_runtime::responder::answer_json(result.map_err(|e| e.to_api()))
 }
 
 fn parse<T: DeserializeOwned>(payload: &[u8]) -> Result<T, UsersyncError> {
-    let payload = if payload.iter().all(u8::is_ascii_whitespace) {
-        b"{}".as_slice()
-    } else {
-        payload
-    };
-    serde_json::from_slice(payload).map_err(|e| UsersyncError::Invalid(format!("request: {e}")))
+    wxoa_runtime::responder::parse_json(payload).map_err(UsersyncError::Invalid)
 }
 
 async fn route(shared: &Shared, message: &async_nats::Message) -> Result<Value, UsersyncError> {

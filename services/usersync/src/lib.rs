@@ -71,11 +71,7 @@ impl Shared {
 
     /// Publishes a notice (core NATS, best effort).
     async fn notify<T: Serialize>(&self, app_id: &str, kind: &str, notice: &T) {
-        let subject = subjects::notice(&self.prefix, app_id, kind);
-        let payload = serde_json::to_vec(notice).expect("a notice always serializes");
-        if let Err(e) = self.nats.publish(subject, payload.into()).await {
-            tracing::warn!(error = %e, kind, "publishing a notice failed");
-        }
+        wxoa_runtime::shutdown::notify(&self.nats, &self.prefix, app_id, kind, notice).await;
     }
 
     /// Waits for a slot of the app's WeChat call budget (`usersync.calls_per_sec`).
@@ -237,20 +233,7 @@ impl App {
         });
         tracker.close();
 
-        shutdown.cancelled().await;
-        tracing::info!("usersync stopping");
-        if tokio::time::timeout(grace + Duration::from_secs(1), tracker.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                grace_secs = grace.as_secs(),
-                "work in flight did not finish within the grace period"
-            );
-        }
-        if let Err(e) = shared.nats.flush().await {
-            tracing::warn!(error = %e, "flushing NATS failed");
-        }
+        wxoa_runtime::shutdown::drain("usersync", &shutdown, &tracker, grace, &shared.nats).await;
         Ok(())
     }
 }

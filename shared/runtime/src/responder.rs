@@ -116,3 +116,23 @@ where
     }
     ended.map_or(Ok(()), Err)
 }
+
+/// Reads a JSON request body; an empty body reads as `{}`.
+pub fn parse_json<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
+    let payload = if payload.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        payload
+    };
+    serde_json::from_slice(payload).map_err(|e| format!("request: {e}"))
+}
+
+/// The JSON answer to a request: the value, or the error body (`{"error":{...}}`).
+pub fn answer_json<E: serde::Serialize>(result: Result<serde_json::Value, E>) -> Option<Bytes> {
+    match result {
+        Ok(value) => serde_json::to_vec(&value),
+        Err(error) => serde_json::to_vec(&error),
+    }
+    .ok()
+    .map(Into::into)
+}
