@@ -156,8 +156,8 @@ impl Platform {
     }
 
     /// The environment that gives a `wxoa` process this platform's config (no config file):
-    /// connections, prefixes, the simulator as WeChat, the rules, the replier's ack wait and
-    /// the apps (the harness apps: safe mode uses [`AES_KEY`]).
+    /// connections, prefixes, the simulator as WeChat, the rules, the replier's and usersync's
+    /// settings and the apps (the harness apps: safe mode uses [`AES_KEY`]).
     pub fn env(&self) -> Vec<(String, String)> {
         use secrecy::ExposeSecret;
         let c = &self.config;
@@ -168,6 +168,15 @@ impl Platform {
             ("REDIS__KEY_PREFIX", c.redis.key_prefix.clone()),
             ("WECHAT__API_BASE", c.wechat.api_base.clone()),
             ("REPLIER__ACK_WAIT_MS", c.replier.ack_wait_ms.to_string()),
+            (
+                "USERSYNC__CALLS_PER_SEC",
+                c.usersync.calls_per_sec.to_string(),
+            ),
+            ("USERSYNC__LEASE_MS", c.usersync.lease_ms.to_string()),
+            (
+                "USERSYNC__CHECK_INTERVAL_MS",
+                c.usersync.check_interval_ms.to_string(),
+            ),
         ];
         if let Some(rules) = &c.replier.rules_file {
             env.push(("REPLIER__RULES_FILE", rules.display().to_string()));

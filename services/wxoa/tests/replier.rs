@@ -2,12 +2,14 @@
 //! another replica and the user still gets exactly one reply; and the `wxoa rules` / `wxoa send`
 //! verbs against a running replier.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use async_nats::jetstream;
 use serde_json::{Value, json};
-use wxoa_tests::{OwnRedis, PLAIN_APP, Platform, SAFE_APP, eventually, free_port, servers};
+use wxoa_tests::{OwnRedis, PLAIN_APP, Platform, SAFE_APP, eventually, servers};
+
+mod common;
+use common::wxoa;
 use wxoa_wire::names::{consumers, streams};
 
 const RULES: &str = r#"
@@ -16,49 +18,6 @@ id = "hello"
 match = { kind = "keyword", mode = "exact", patterns = ["hello"] }
 reply = { type = "text", content = "Hi {{openid}}" }
 "#;
-
-const EXE: &str = env!("CARGO_BIN_EXE_wxoa");
-
-/// `wxoa <args>` with the platform's config; stdout, or the failure's stderr.
-fn wxoa(platform: &Platform, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(EXE)
-        .args(args)
-        .envs(platform.env())
-        .env_remove("WXOA_CONFIG")
-        .env("WXOA__TELEMETRY__LOG_FILTER", "warn")
-        .output()
-        .expect("wxoa runs");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-/// `wxoa replier` as a child process; returns when its /readyz answers 200.
-async fn replier_process(platform: &Platform) -> Child {
-    let admin = free_port();
-    let child = Command::new(EXE)
-        .arg("replier")
-        .envs(platform.env())
-        .env_remove("WXOA_CONFIG")
-        .env("WXOA__ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
-        .env("WXOA__TELEMETRY__LOG_FILTER", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("wxoa replier starts");
-    let ready = eventually(Duration::from_secs(20), || async {
-        let answer = platform
-            .http
-            .get(format!("http://127.0.0.1:{admin}/readyz"))
-            .send()
-            .await;
-        answer.ok().filter(|a| a.status() == 200).map(|_| ())
-    })
-    .await;
-    assert!(ready.is_some(), "wxoa replier became ready");
-    child
-}
 
 /// Messages the replier consumer has handed out and not had settled.
 async fn pending(platform: &Platform) -> usize {
@@ -84,7 +43,7 @@ async fn platform(redis: &OwnRedis) -> Platform {
 async fn a_replier_killed_mid_message_is_redelivered_and_replies_once() {
     let redis = OwnRedis::start();
     let stack = platform(&redis).await;
-    let mut first = replier_process(&stack).await;
+    let mut first = common::service(&stack, "replier").await;
 
     // Redis stops answering: the replier takes the message and hangs claiming it.
     redis.freeze();

@@ -1,0 +1,51 @@
+//! What the process tests share: `wxoa` verbs and services as child processes of a
+//! [`Platform`]'s config.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use wxoa_tests::{Platform, eventually, free_port};
+
+/// The binary under test.
+pub(crate) const EXE: &str = env!("CARGO_BIN_EXE_wxoa");
+
+/// `wxoa <args>` with the platform's config; stdout, or the failure's stderr.
+pub(crate) fn wxoa(platform: &Platform, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(EXE)
+        .args(args)
+        .envs(platform.env())
+        .env_remove("WXOA_CONFIG")
+        .env("WXOA__TELEMETRY__LOG_FILTER", "warn")
+        .output()
+        .expect("wxoa runs");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// `wxoa <service>` as a child process; returns when its /readyz answers 200.
+pub(crate) async fn service(platform: &Platform, service: &str) -> Child {
+    let admin = free_port();
+    let child = Command::new(EXE)
+        .arg(service)
+        .envs(platform.env())
+        .env_remove("WXOA_CONFIG")
+        .env("WXOA__ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
+        .env("WXOA__TELEMETRY__LOG_FILTER", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("wxoa starts");
+    let ready = eventually(Duration::from_secs(20), || async {
+        let answer = platform
+            .http
+            .get(format!("http://127.0.0.1:{admin}/readyz"))
+            .send()
+            .await;
+        answer.ok().filter(|a| a.status() == 200).map(|_| ())
+    })
+    .await;
+    assert!(ready.is_some(), "wxoa {service} became ready");
+    child
+}
