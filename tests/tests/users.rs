@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use wxoa_tests::{PLAIN_APP, Platform, SAFE_APP, eventually, shared_config};
-use wxoa_wire::names::{apis, notices, subjects};
+use wxoa_wire::names::{apis, commands, notices, subjects};
 
 /// One request to `<prefix>.<app>.api.users.<verb>`.
 async fn users(platform: &Platform, app: &str, verb: &str, body: Value) -> Value {
@@ -175,7 +175,22 @@ async fn tags_remarks_and_the_blacklist_round_trip() {
             json!({"appid": SAFE_APP, "count": 120}),
         )
         .await;
-    users(&platform, SAFE_APP, "sync", json!({})).await;
+    // Started by a command on JetStream, as any program in any language may.
+    let js = async_nats::jetstream::new(platform.nats().await);
+    js.publish(
+        subjects::command(platform.prefix(), SAFE_APP, commands::USERSYNC),
+        r#"{"id": "by-command"}"#.into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let started = eventually(Duration::from_secs(5), || async {
+        let status = users(&platform, SAFE_APP, "sync_status", json!({})).await;
+        (status["id"] == "by-command").then_some(())
+    })
+    .await;
+    assert!(started.is_some(), "the usersync command started a sync");
     assert_eq!(sync_done(&platform, SAFE_APP).await["state"], "done");
     let page = users(&platform, SAFE_APP, "followers", json!({"count": 1000})).await;
     let mut openids: Vec<String> = page["openids"]

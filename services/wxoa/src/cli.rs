@@ -138,6 +138,11 @@ pub(crate) enum UsersCommand {
     },
     /// The latest full sync's progress.
     SyncStatus,
+    /// The user with a unionid.
+    ByUnionid {
+        /// The unionid.
+        unionid: String,
+    },
     /// Openids with a tag.
     ByTag {
         /// The tag id.
@@ -148,6 +153,13 @@ pub(crate) enum UsersCommand {
     /// Create a tag.
     TagCreate {
         /// Its name.
+        name: String,
+    },
+    /// Rename a tag.
+    TagUpdate {
+        /// Its id.
+        id: i64,
+        /// The new name.
         name: String,
     },
     /// Delete a tag.
@@ -175,6 +187,12 @@ pub(crate) enum UsersCommand {
         openid: String,
         /// The remark (at most 30 characters).
         remark: String,
+    },
+    /// The blacklist (one page of WeChat's list).
+    Blacklist {
+        /// Start after this openid.
+        #[arg(long, default_value = "")]
+        begin: String,
     },
     /// Blacklist users.
     Block {

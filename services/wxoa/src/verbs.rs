@@ -326,6 +326,15 @@ pub(crate) async fn users(
         UsersCommand::Tags => call("tags_list", json!({})).await?,
         UsersCommand::TagCreate { name } => call("tag_create", json!({"name": name})).await?,
         UsersCommand::TagDelete { id } => call("tag_delete", json!({"id": id})).await?,
+        UsersCommand::TagUpdate { id, name } => {
+            call("tag_update", json!({"id": id, "name": name})).await?
+        }
+        UsersCommand::ByUnionid { unionid } => {
+            call("by_unionid", json!({"unionid": unionid})).await?
+        }
+        UsersCommand::Blacklist { begin } => {
+            call("blacklist", json!({"begin_openid": begin})).await?
+        }
         UsersCommand::Tag { tagid, openids } => {
             call("tag_users", json!({"tagid": tagid, "openids": openids})).await?
         }

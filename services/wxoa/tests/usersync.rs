@@ -67,4 +67,6 @@ async fn a_full_sync_killed_half_way_is_resumed_by_another_replica_and_ends_exac
     assert_eq!(users(&platform, &["count"])["followers"], 20_000);
     let one = users(&platform, &["get", "oGEN000000000000000000000042"]);
     assert_eq!(one["unionid"], "uGEN000000000000000000000042", "{one}");
+    let same = users(&platform, &["by-unionid", "uGEN000000000000000000000042"]);
+    assert_eq!(same["openid"], "oGEN000000000000000000000042", "{same}");
 }
