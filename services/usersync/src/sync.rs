@@ -47,31 +47,15 @@ redis.call('HSET', KEYS[1], 'id', ARGV[1], 'state', 'running', 'cursor', '', 'of
 return 1
 ";
 
-/// Renews the lease when this worker still holds it.
-const RENEW: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-";
-
-/// Releases the lease when this worker still holds it.
-const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-";
-
 /// The Lua scripts of the job.
 pub(crate) struct Scripts {
     start: redis::Script,
-    renew: redis::Script,
-    release: redis::Script,
 }
 
 impl Scripts {
     pub(crate) fn new() -> Scripts {
         Scripts {
             start: redis::Script::new(START),
-            renew: redis::Script::new(RENEW),
-            release: redis::Script::new(RELEASE),
         }
     }
 }
@@ -200,54 +184,19 @@ async fn try_run(
         return Ok(());
     }
     let lease_key = keys::usersync_lease(shared.dir.prefix(), app_id);
-    let taken: bool = redis::cmd("SET")
-        .arg(&lease_key)
-        .arg(&shared.instance)
-        .arg("NX")
-        .arg("PX")
-        .arg(shared.lease.as_millis() as u64)
-        .query_async::<Option<String>>(&mut shared.redis.clone())
-        .await?
-        .is_some();
-    if !taken {
+    let Some(lease) = wxoa_runtime::lease::Lease::acquire(
+        &shared.redis,
+        lease_key,
+        &shared.instance,
+        shared.lease,
+        shutdown,
+    )
+    .await?
+    else {
         return Ok(());
-    }
-    // Keep the lease while running; stop at once when it is lost.
-    let lost = shutdown.child_token();
-    let renewer = {
-        let (shared, lease_key, lost) = (shared.clone(), lease_key.clone(), lost.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = lost.cancelled() => return,
-                    _ = tokio::time::sleep(shared.lease / 3) => {}
-                }
-                let renewed: Result<i64, _> = shared
-                    .scripts
-                    .renew
-                    .key(&lease_key)
-                    .arg(&shared.instance)
-                    .arg(shared.lease.as_millis() as u64)
-                    .invoke_async(&mut shared.redis.clone())
-                    .await;
-                if !matches!(renewed, Ok(1)) {
-                    tracing::warn!("lost the full-sync lease; stopping");
-                    lost.cancel();
-                    return;
-                }
-            }
-        })
     };
-    let result = Runner::new(shared, app_id, &job).run(&lost).await;
-    lost.cancel();
-    let _ = renewer.await;
-    let _: Result<i64, _> = shared
-        .scripts
-        .release
-        .key(&lease_key)
-        .arg(&shared.instance)
-        .invoke_async(&mut shared.redis.clone())
-        .await;
+    let result = Runner::new(shared, app_id, &job).run(lease.lost()).await;
+    lease.release().await;
     match result {
         Ok(()) => Ok(()),
         Err(e)

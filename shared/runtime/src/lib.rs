@@ -12,6 +12,7 @@
 //! - [`admin`]: the admin server, readiness and metrics.
 //! - [`consumer`]: the shared JetStream consumer loop (provision, pull, handle, ack/nak/term).
 //! - [`responder`]: the shared core-NATS request responder loop.
+//! - [`lease`]: a renewed Redis lease for long jobs, taken over when its holder dies.
 //! - [`rate`]: a per-second rate limit shared by every replica (Redis).
 //! - [`local`]: command lines of local servers for `wxoa dev` and the tests.
 
@@ -21,6 +22,7 @@ pub mod admin;
 pub mod config;
 pub mod connect;
 pub mod consumer;
+pub mod lease;
 pub mod local;
 pub mod rate;
 pub mod responder;
