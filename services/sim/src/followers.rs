@@ -142,7 +142,7 @@ pub(crate) fn generated_xor(range: Range<u64>) -> u64 {
 
 /// A user's place in the listing order: generated ones by index, then explicit ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum Uid {
+pub(crate) enum Uid {
     Generated(u64),
     Explicit(u32),
 }
@@ -309,7 +309,7 @@ impl Followers {
         self.explicit_ids.get(openid).map(|p| Uid::Explicit(*p))
     }
 
-    fn is_following(&self, uid: Uid) -> bool {
+    pub(crate) fn is_following(&self, uid: Uid) -> bool {
         match uid {
             Uid::Generated(i) => !self.left.contains(&i),
             Uid::Explicit(p) => self.explicit[p as usize].following,
@@ -346,6 +346,27 @@ impl Followers {
             Uid::Generated(i) => generated_unionid(i),
             Uid::Explicit(p) => format!("u{}", self.explicit[p as usize].openid),
         }
+    }
+
+    /// The user if `openid` follows the app.
+    pub(crate) fn following_uid(&self, openid: &str) -> Option<Uid> {
+        self.follower(openid).ok()
+    }
+
+    /// Whether the user is blacklisted.
+    pub(crate) fn is_blacklisted(&self, uid: Uid) -> bool {
+        self.blacklist.contains(&uid)
+    }
+
+    /// The blacklisted users (all of them follow: leaving drops the entry).
+    pub(crate) fn blacklisted(&self) -> impl Iterator<Item = Uid> + '_ {
+        self.blacklist.iter().copied()
+    }
+
+    /// The members of an existing tag (45159 for an unknown one).
+    pub(crate) fn tag_member_uids(&self, id: i64) -> Result<&BTreeSet<Uid>, SimError> {
+        let id = self.existing_tag(id)?;
+        Ok(&self.tags[&id].members)
     }
 
     /// `openid` follows (again): a generated one leaves the left set, anyone else becomes (or

@@ -27,9 +27,18 @@
 //!   and `unsubscribe` callbacks sent through `/_sim/send` add and remove followers, and
 //!   `/_sim/users` answers a [`follower_digest`] so a client can check its copy.
 //!
-//! What it does not do: the other REST APIs (menus, material, mass send, ...) answer
+//! - Mass sends (`media/uploadnews`, `message/mass/*`) with WeChat's limits (2..=10 000
+//!   openids, `clientmsgid` de-duplication, one send a day for subscription accounts, 4 a month
+//!   per user for service accounts) and the `MASSSENDJOBFINISH` callback after a delay
+//!   (`/_sim/mass`, `/_sim/mass/settings`).
+//! - Template messages (`template/*`, `message/template/send`): 25 templates, service accounts
+//!   only, `client_msg_id` de-duplication, a daily quota, records (`/_sim/templates`) and
+//!   optional `TEMPLATESENDJOBFINISH` callbacks (`/_sim/template/settings`).
+//!
+//! What it does not do: the other REST APIs (menus, material, ...) answer
 //! 48001 until they are simulated; there is no IP allow-list, no per-API daily quota except the
-//! forced-refresh limit (use a fault rule for 45009), no persistence (a restart forgets every
+//! forced-refresh limit, the mass-send limits and the template quota (use a fault rule for
+//! 45009), no persistence (a restart forgets every
 //! token) and no HTTPS.
 //!
 //! # Layout
@@ -51,9 +60,11 @@ use tokio_util::sync::CancellationToken;
 pub mod callback;
 mod control;
 mod followers;
+mod mass;
 pub mod paths;
 mod rest;
 mod state;
+mod templates;
 #[cfg(test)]
 mod tests;
 mod users;
@@ -150,6 +161,20 @@ fn routes(shared: Arc<state::Shared>) -> axum::Router {
         .route(paths::BLACKLIST_GET, post(users::blacklist_get))
         .route(paths::BLACKLIST_ADD, post(users::blacklist_add))
         .route(paths::BLACKLIST_REMOVE, post(users::blacklist_remove))
+        .route(paths::UPLOAD_NEWS, post(mass::upload_news))
+        .route(paths::MASS_SENDALL, post(mass::sendall))
+        .route(paths::MASS_SEND, post(mass::send))
+        .route(paths::MASS_PREVIEW, post(mass::preview))
+        .route(paths::MASS_DELETE, post(mass::delete))
+        .route(paths::MASS_GET, post(mass::get))
+        .route(paths::MASS_SPEED_GET, post(mass::speed_get))
+        .route(paths::MASS_SPEED_SET, post(mass::speed_set))
+        .route(paths::TEMPLATE_SET_INDUSTRY, post(templates::set_industry))
+        .route(paths::TEMPLATE_GET_INDUSTRY, get(templates::get_industry))
+        .route(paths::TEMPLATE_ADD, post(templates::add_template))
+        .route(paths::TEMPLATE_LIST, get(templates::list_templates))
+        .route(paths::TEMPLATE_DELETE, post(templates::delete_template))
+        .route(paths::TEMPLATE_SEND, post(templates::send))
         .route(
             paths::STATS,
             get(control::stats).delete(control::reset_stats),
@@ -171,6 +196,13 @@ fn routes(shared: Arc<state::Shared>) -> axum::Router {
         .route(paths::USERS, get(control::users))
         .route(paths::USERS_GENERATE, post(control::generate_users))
         .route(paths::USERS_UNSUBSCRIBE, post(control::unsubscribe_user))
+        .route(paths::MASS_JOBS, get(mass::jobs))
+        .route(paths::MASS_SETTINGS, post(mass::settings))
+        .route(
+            paths::TEMPLATE_SENDS,
+            get(templates::sends).delete(templates::clear_sends),
+        )
+        .route(paths::TEMPLATE_SETTINGS, post(templates::settings))
         .route(
             paths::CLOCK,
             get(control::clock).post(control::advance_clock),

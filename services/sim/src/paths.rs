@@ -47,6 +47,34 @@ pub const BLACKLIST_GET: &str = "/cgi-bin/tags/members/getblacklist";
 pub const BLACKLIST_ADD: &str = "/cgi-bin/tags/members/batchblacklist";
 /// `POST /cgi-bin/tags/members/batchunblacklist?access_token=` with `{openid_list}`.
 pub const BLACKLIST_REMOVE: &str = "/cgi-bin/tags/members/batchunblacklist";
+/// `POST /cgi-bin/media/uploadnews?access_token=` with `{articles: [...]}`: news for `mpnews`.
+pub const UPLOAD_NEWS: &str = "/cgi-bin/media/uploadnews";
+/// `POST /cgi-bin/message/mass/sendall?access_token=` with `{filter, msgtype, <object>, ...}`.
+pub const MASS_SENDALL: &str = "/cgi-bin/message/mass/sendall";
+/// `POST /cgi-bin/message/mass/send?access_token=` with `{touser: [...], msgtype, <object>}`.
+pub const MASS_SEND: &str = "/cgi-bin/message/mass/send";
+/// `POST /cgi-bin/message/mass/preview?access_token=` with `{touser, msgtype, <object>}`.
+pub const MASS_PREVIEW: &str = "/cgi-bin/message/mass/preview";
+/// `POST /cgi-bin/message/mass/delete?access_token=` with `{msg_id, article_idx?}`.
+pub const MASS_DELETE: &str = "/cgi-bin/message/mass/delete";
+/// `POST /cgi-bin/message/mass/get?access_token=` with `{msg_id}`.
+pub const MASS_GET: &str = "/cgi-bin/message/mass/get";
+/// `POST /cgi-bin/message/mass/speed/get?access_token=` with `{}`.
+pub const MASS_SPEED_GET: &str = "/cgi-bin/message/mass/speed/get";
+/// `POST /cgi-bin/message/mass/speed/set?access_token=` with `{speed}`.
+pub const MASS_SPEED_SET: &str = "/cgi-bin/message/mass/speed/set";
+/// `POST /cgi-bin/template/api_set_industry?access_token=` with `{industry_id1, industry_id2}`.
+pub const TEMPLATE_SET_INDUSTRY: &str = "/cgi-bin/template/api_set_industry";
+/// `GET /cgi-bin/template/get_industry?access_token=`.
+pub const TEMPLATE_GET_INDUSTRY: &str = "/cgi-bin/template/get_industry";
+/// `POST /cgi-bin/template/api_add_template?access_token=` with `{template_id_short, ...}`.
+pub const TEMPLATE_ADD: &str = "/cgi-bin/template/api_add_template";
+/// `GET /cgi-bin/template/get_all_private_template?access_token=`.
+pub const TEMPLATE_LIST: &str = "/cgi-bin/template/get_all_private_template";
+/// `POST /cgi-bin/template/del_private_template?access_token=` with `{template_id}`.
+pub const TEMPLATE_DELETE: &str = "/cgi-bin/template/del_private_template";
+/// `POST /cgi-bin/message/template/send?access_token=` with `{touser, template_id, data, ...}`.
+pub const TEMPLATE_SEND: &str = "/cgi-bin/message/template/send";
 
 /// `GET` the call counters, `DELETE` to reset them.
 pub const STATS: &str = "/_sim/stats";
@@ -72,6 +100,15 @@ pub const USERS: &str = "/_sim/users";
 pub const USERS_GENERATE: &str = "/_sim/users/generate";
 /// `POST {"appid","openid"}`: the follower leaves (no callback).
 pub const USERS_UNSUBSCRIBE: &str = "/_sim/users/unsubscribe";
+/// `GET ?appid=`: the app's mass jobs.
+pub const MASS_JOBS: &str = "/_sim/mass";
+/// `POST {"finish_delay_ms"?, "finish_events"?}`: mass-send settings.
+pub const MASS_SETTINGS: &str = "/_sim/mass/settings";
+/// `GET ?appid=&summary=true`: template sends (a summary or the records), `DELETE ?appid=` to
+/// clear them.
+pub const TEMPLATE_SENDS: &str = "/_sim/templates";
+/// `POST {"finish_events"?, "finish_delay_ms"?, "daily_quota"?}`: template-send settings.
+pub const TEMPLATE_SETTINGS: &str = "/_sim/template/settings";
 
 /// The gateway's callback route for one app: `/wechat/<appid>`.
 pub fn callback(appid: &str) -> String {

@@ -45,27 +45,37 @@ pub(crate) fn errmsg(errcode: i64) -> &'static str {
         40001 => "invalid credential, access_token is invalid or not latest",
         40002 => "invalid grant_type",
         40003 => "invalid openid",
+        40007 => "invalid media_id",
         40008 => "invalid message type",
         40013 => "invalid appid",
         40032 => "invalid openid list size",
+        40037 => "invalid template_id",
         40097 => "invalid args",
+        40102 => "invalid industry id",
+        40130 => "invalid openid size, at least two openid",
         40125 => "invalid appsecret",
         41001 => "access_token missing",
         41002 => "appid missing",
         41004 => "appsecret missing",
         42001 => "access_token expired",
+        43004 => "require subscribe",
         44004 => "empty content",
         45008 => "article size out of limit",
         45009 => "reach max api daily quota limit",
         45011 => "api minute-quota reach limit  mustslower  retry next minute",
         45015 => "response out of time limit or subscription is canceled",
+        45026 => "template num exceeds limit",
+        45028 => "has no masssend quota",
         45047 => "out of response count limit",
         45056 => "too many tags",
         45057 => "can't delete the tag that has too many fans",
         45058 => "can't modify sys tag",
         45059 => "user has too many tags",
+        45065 => "clientmsgid exist",
         45072 => "command invalid",
         45080 => "not allowed to send typing: no interaction in the last 30 seconds",
+        45083 => "invalid speed",
+        45084 => "no speed",
         45157 => "tag name duplicated",
         45158 => "tag name too long",
         45159 => "invalid tag id",
@@ -193,9 +203,29 @@ impl Clock {
     }
 
     /// The WeChat day number (days since the epoch in China time).
-    fn day(&self) -> i64 {
+    pub(crate) fn day(&self) -> i64 {
         (self.now_ms() / 1000 + DAY_OFFSET_SECS).div_euclid(86_400)
     }
+
+    /// The China-time calendar month as `year * 12 + (month - 1)`.
+    pub(crate) fn month(&self) -> i64 {
+        let (year, month) = year_month(self.day());
+        year * 12 + month - 1
+    }
+}
+
+/// The (year, month 1..=12) of a day number (days since 1970-01-01), proleptic Gregorian.
+pub(crate) fn year_month(days: i64) -> (i64, i64) {
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,7 +391,11 @@ pub(crate) struct State {
     /// What users received, in order.
     delivered: Vec<Delivered>,
     /// appid → its followers, tags, remarks and blacklist.
-    followers: HashMap<String, Followers>,
+    pub(crate) followers: HashMap<String, Followers>,
+    /// Mass sends: news, jobs, quotas, settings.
+    pub(crate) mass: crate::mass::MassStore,
+    /// Templates and template sends.
+    pub(crate) templates: crate::templates::TemplateStore,
 }
 
 impl State {
@@ -383,6 +417,8 @@ impl State {
                 .iter()
                 .map(|a| (a.appid.clone(), Followers::default()))
                 .collect(),
+            mass: crate::mass::MassStore::default(),
+            templates: crate::templates::TemplateStore::default(),
         }
     }
 

@@ -75,7 +75,11 @@ impl Drop for Running {
 
 impl Running {
     async fn start(gateway_url: &str) -> Running {
-        let sim = Sim::build(&config(gateway_url)).await.expect("sim binds");
+        Running::start_with(&config(gateway_url)).await
+    }
+
+    async fn start_with(config: &Config) -> Running {
+        let sim = Sim::build(config).await.expect("sim binds");
         let base = sim.base_url();
         assert!(
             base.starts_with("http://127.0.0.1:") && sim.local_addr().port() != 0,
@@ -1970,4 +1974,823 @@ async fn a_million_generated_followers_are_cheap() {
         .await
         .unwrap();
     assert_eq!(over.status(), StatusCode::BAD_REQUEST);
+}
+
+// ---- mass sends and template messages ----
+
+/// The test apps plus `wxsub`, a verified subscription account.
+fn config_with_subscription(gateway_url: &str) -> Config {
+    let mut text = format!(
+        r#"
+        [sim]
+        listen = "127.0.0.1:0"
+        gateway_url = "{gateway_url}"
+        callback_timeout_ms = 300
+        [[apps]]
+        appid = "wxplain"
+        secret = "secret-plain"
+        token = "tok-plain"
+        verified = true
+        [[apps]]
+        appid = "wxunverified"
+        secret = "secret-unverified"
+        token = "tok-unverified"
+        "#
+    );
+    text.push_str(
+        r#"
+        [[apps]]
+        appid = "wxsub"
+        secret = "secret-sub"
+        token = "tok-sub"
+        kind = "subscription"
+        verified = true
+        "#,
+    );
+    Config::from_toml(&text).expect("test config")
+}
+
+fn text_msg(content: &str) -> Value {
+    json!({"msgtype": "text", "text": {"content": content}})
+}
+
+/// `base` with the fields of `extra` added.
+fn with(mut base: Value, extra: Value) -> Value {
+    for (k, v) in extra.as_object().unwrap() {
+        base[k] = v.clone();
+    }
+    base
+}
+
+/// The finish events (`event`) the gateway saw, as flattened plain-mode XML fields.
+fn finish_events(gw: &Gateway, event: &str) -> Vec<HashMap<String, String>> {
+    gw.seen()
+        .into_iter()
+        .filter_map(|(_, body)| {
+            let doc = wxoa_wire::inbound::Document::parse(body.as_bytes()).ok()?;
+            let fields: HashMap<String, String> = doc.flatten().into_iter().collect();
+            (fields.get("Event").map(String::as_str) == Some(event)).then_some(fields)
+        })
+        .collect()
+}
+
+async fn wait_for<F: Fn() -> bool>(what: &str, done: F) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Running {
+    async fn mass_jobs(&self, appid: &str) -> Vec<Value> {
+        let answer = self
+            .get(&format!("{}?appid={appid}", paths::MASS_JOBS))
+            .await;
+        answer["jobs"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no jobs: {answer}"))
+            .clone()
+    }
+
+    async fn mass_status(&self, token: &str, msg_id: &Value) -> Value {
+        let answer = self
+            .api_post(paths::MASS_GET, token, json!({"msg_id": msg_id}))
+            .await;
+        answer["msg_status"].clone()
+    }
+
+    async fn template_summary(&self, appid: &str) -> Value {
+        self.get(&format!(
+            "{}?appid={appid}&summary=true",
+            paths::TEMPLATE_SENDS
+        ))
+        .await
+    }
+}
+
+#[tokio::test]
+async fn mass_send_in_chunks_dedupes_and_posts_finish_callbacks() {
+    let (gw, url, _stop) = Gateway::start(Behaviour::Echo).await;
+    let sim = Running::start(&url).await;
+    let token = sim.token("wxplain", "secret-plain").await;
+    sim.generate("wxplain", 25_000).await;
+    let ids = gen_ids(0..25_000);
+
+    let mut msg_ids = Vec::new();
+    for (i, chunk) in ids.chunks(10_000).enumerate() {
+        let body = with(
+            text_msg("hello"),
+            json!({"touser": chunk, "clientmsgid": format!("launch-{i}")}),
+        );
+        let answer = sim.api_post(paths::MASS_SEND, &token, body).await;
+        assert_eq!(errcode(&answer), 0, "{answer}");
+        assert_eq!(answer["errmsg"], "send job submission success");
+        assert!(answer.get("msg_data_id").is_none(), "{answer}");
+        msg_ids.push(answer["msg_id"].clone());
+    }
+    assert_eq!(sim.mass_status(&token, &msg_ids[0]).await, "SENDING");
+
+    // The same clientmsgid again: its msg_id, nothing sent again.
+    let again = with(
+        text_msg("hello"),
+        json!({"touser": &ids[..10_000], "clientmsgid": "launch-1"}),
+    );
+    let answer = sim.api_post(paths::MASS_SEND, &token, again).await;
+    assert_eq!(errcode(&answer), 45065, "{answer}");
+    assert_eq!(answer["msg_id"], msg_ids[1], "{answer}");
+    assert!(
+        answer["errmsg"]
+            .as_str()
+            .unwrap()
+            .starts_with("clientmsgid exist")
+    );
+
+    // 2..=10 000 openids.
+    for n in [0, 1, 10_001] {
+        let body = with(text_msg("x"), json!({"touser": gen_ids(0..n)}));
+        let answer = sim.api_post(paths::MASS_SEND, &token, body).await;
+        assert_eq!(errcode(&answer), 40130, "{n}: {answer}");
+    }
+
+    wait_for("3 MASSSENDJOBFINISH callbacks", || {
+        finish_events(&gw, "MASSSENDJOBFINISH").len() == 3
+    })
+    .await;
+    let events = finish_events(&gw, "MASSSENDJOBFINISH");
+    for (event, (msg_id, total)) in events
+        .iter()
+        .zip(msg_ids.iter().zip([10_000, 10_000, 5_000]))
+    {
+        assert_eq!(event["MsgID"], msg_id.to_string(), "{event:?}");
+        assert_eq!(event["MsgType"], "event");
+        assert_eq!(event["Status"], "send success");
+        assert_eq!(event["ToUserName"], "gh_plain");
+        assert_eq!(event["FromUserName"], "o_sim_system");
+        assert_eq!(event["TotalCount"], total.to_string());
+        assert_eq!(event["SentCount"], total.to_string());
+        assert_eq!(event["FilterCount"], "0");
+        assert_eq!(event["ErrorCount"], "0");
+    }
+    let mut jobs = sim.mass_jobs("wxplain").await;
+    for _ in 0..100 {
+        if jobs.iter().all(|j| j["finish_posted"] == true) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        jobs = sim.mass_jobs("wxplain").await;
+    }
+    assert_eq!(jobs.len(), 3, "the 45065 answer made no job");
+    assert_eq!(jobs[2]["clientmsgid"], "launch-2");
+    assert_eq!(jobs[2]["msgtype"], "text");
+    assert_eq!(jobs[2]["target"], "openids");
+    assert_eq!(
+        (
+            &jobs[2]["recipients"],
+            &jobs[2]["sent"],
+            &jobs[2]["filtered"]
+        ),
+        (&json!(5_000), &json!(5_000), &json!(0))
+    );
+    for job in &jobs {
+        assert_eq!(job["status"], "SEND_SUCCESS", "{job}");
+        assert_eq!(job["finish_posted"], true, "{job}");
+        assert_eq!(job["finish_outcome"], "reply", "{job}");
+    }
+    assert_eq!(sim.mass_status(&token, &msg_ids[2]).await, "SEND_SUCCESS");
+
+    // Non-followers and repeated openids are filtered; a service-account user gets 4 a month.
+    let body = with(
+        text_msg("x"),
+        json!({"touser": [ids[0], ids[0], "o_nobody", ids[1]]}),
+    );
+    let answer = sim.api_post(paths::MASS_SEND, &token, body).await;
+    assert_eq!(errcode(&answer), 0, "{answer}");
+    let job = sim.mass_jobs("wxplain").await[3].clone();
+    assert_eq!(
+        (&job["recipients"], &job["sent"], &job["filtered"]),
+        (&json!(4), &json!(2), &json!(2))
+    );
+    for expected_sent in [2, 2, 0] {
+        let body = with(text_msg("x"), json!({"touser": [ids[0], ids[1]]}));
+        let answer = sim.api_post(paths::MASS_SEND, &token, body).await;
+        assert_eq!(errcode(&answer), 0, "{answer}");
+        let job = sim.mass_jobs("wxplain").await.last().unwrap().clone();
+        assert_eq!(job["sent"], expected_sent, "{job}");
+    }
+    sim.advance(32 * 86_400).await;
+    let token = sim.token("wxplain", "secret-plain").await;
+    let body = with(text_msg("x"), json!({"touser": [ids[0], ids[1]]}));
+    sim.api_post(paths::MASS_SEND, &token, body).await;
+    let job = sim.mass_jobs("wxplain").await.last().unwrap().clone();
+    assert_eq!(job["sent"], 2, "a new month: {job}");
+}
+
+#[tokio::test]
+async fn mass_sendall_to_tag_and_all_message_checks_and_subscription_quota() {
+    let sim = Running::start_with(&config_with_subscription(GATEWAY_DOWN)).await;
+    sim.post(paths::MASS_SETTINGS, json!({"finish_events": false}))
+        .await;
+    let token = sim.token("wxplain", "secret-plain").await;
+    sim.generate("wxplain", 100).await;
+    let tag = sim
+        .api_post(paths::TAGS_CREATE, &token, json!({"tag": {"name": "vip"}}))
+        .await["tag"]["id"]
+        .clone();
+    let tagged = sim
+        .api_post(
+            paths::TAGS_BATCH_TAG,
+            &token,
+            json!({"openid_list": gen_ids(0..50), "tagid": tag}),
+        )
+        .await;
+    assert_eq!(errcode(&tagged), 0, "{tagged}");
+    let blocked = sim
+        .api_post(
+            paths::BLACKLIST_ADD,
+            &token,
+            json!({"openid_list": gen_ids(1..2)}),
+        )
+        .await;
+    assert_eq!(errcode(&blocked), 0, "{blocked}");
+
+    // uploadnews and mpnews.
+    let article = json!({"title": "T", "content": "<p>c</p>", "thumb_media_id": "m"});
+    for (articles, code) in [
+        (vec![], 40097),
+        (vec![article.clone(); 9], 45008),
+        (vec![json!({"title": "T"})], 40097),
+    ] {
+        let answer = sim
+            .api_post(paths::UPLOAD_NEWS, &token, json!({"articles": articles}))
+            .await;
+        assert_eq!(errcode(&answer), code, "{answer}");
+    }
+    let news = sim
+        .api_post(
+            paths::UPLOAD_NEWS,
+            &token,
+            json!({"articles": [article.clone(), article]}),
+        )
+        .await;
+    assert_eq!(news["type"], "news", "{news}");
+    assert!(news["created_at"].is_i64(), "{news}");
+    let media_id = news["media_id"].as_str().unwrap().to_owned();
+
+    let to_tag = json!({"filter": {"is_to_all": false, "tag_id": tag}, "send_ignore_reprint": 0});
+    let bad = [
+        (json!({"msgtype": "nope", "nope": {}}), 40008),
+        (json!({"msgtype": "text"}), 40008),
+        (
+            json!({"msgtype": "mpnews", "mpnews": {"media_id": "unknown"}}),
+            40007,
+        ),
+        (
+            json!({"msgtype": "images", "images": {"media_ids": []}}),
+            40007,
+        ),
+        (json!({"msgtype": "text", "text": {"content": ""}}), 44004),
+    ];
+    for (message, code) in bad {
+        let answer = sim
+            .api_post(
+                paths::MASS_SENDALL,
+                &token,
+                with(to_tag.clone(), message.clone()),
+            )
+            .await;
+        assert_eq!(errcode(&answer), code, "{message}: {answer}");
+    }
+    let unknown_tag = with(
+        json!({"filter": {"is_to_all": false, "tag_id": 999}}),
+        text_msg("x"),
+    );
+    assert_eq!(
+        errcode(&sim.api_post(paths::MASS_SENDALL, &token, unknown_tag).await),
+        45159
+    );
+    let long_id = with(
+        with(to_tag.clone(), text_msg("x")),
+        json!({"clientmsgid": "x".repeat(65)}),
+    );
+    assert_eq!(
+        errcode(&sim.api_post(paths::MASS_SENDALL, &token, long_id).await),
+        40097
+    );
+
+    let mpnews = json!({"msgtype": "mpnews", "mpnews": {"media_id": media_id}});
+    let answer = sim
+        .api_post(paths::MASS_SENDALL, &token, with(to_tag, mpnews))
+        .await;
+    assert_eq!(errcode(&answer), 0, "{answer}");
+    assert!(answer["msg_data_id"].is_u64(), "{answer}");
+    let to_all = with(json!({"filter": {"is_to_all": true}}), text_msg("all"));
+    let answer = sim.api_post(paths::MASS_SENDALL, &token, to_all).await;
+    assert_eq!(errcode(&answer), 0, "{answer}");
+    let jobs = sim.mass_jobs("wxplain").await;
+    assert_eq!(jobs[0]["target"], "tag");
+    assert_eq!(jobs[0]["tag_id"], tag);
+    assert_eq!(jobs[0]["msgtype"], "mpnews");
+    assert_eq!(
+        (
+            &jobs[0]["recipients"],
+            &jobs[0]["sent"],
+            &jobs[0]["filtered"]
+        ),
+        (&json!(50), &json!(49), &json!(1)),
+        "the blacklisted member is filtered"
+    );
+    assert_eq!(jobs[1]["target"], "all");
+    assert_eq!(
+        (
+            &jobs[1]["recipients"],
+            &jobs[1]["sent"],
+            &jobs[1]["filtered"]
+        ),
+        (&json!(100), &json!(99), &json!(1))
+    );
+    // Two more to all and one to the tag: the tagged users reach 4 this month.
+    for _ in 0..2 {
+        let to_all = with(json!({"filter": {"is_to_all": true}}), text_msg("all"));
+        sim.api_post(paths::MASS_SENDALL, &token, to_all).await;
+    }
+    let to_all = with(json!({"filter": {"is_to_all": true}}), text_msg("all"));
+    sim.api_post(paths::MASS_SENDALL, &token, to_all).await;
+    let last = sim.mass_jobs("wxplain").await.last().unwrap().clone();
+    assert_eq!(
+        (&last["recipients"], &last["sent"], &last["filtered"]),
+        (&json!(100), &json!(50), &json!(50)),
+        "49 tagged users at 4 this month and the blacklisted one: {last}"
+    );
+
+    // A subscription account: one successful mass send a day.
+    let sub = sim.token("wxsub", "secret-sub").await;
+    sim.generate("wxsub", 10).await;
+    let first = with(
+        with(json!({"filter": {"is_to_all": true}}), text_msg("a")),
+        json!({"clientmsgid": "daily-1"}),
+    );
+    let answer = sim.api_post(paths::MASS_SENDALL, &sub, first.clone()).await;
+    assert_eq!(errcode(&answer), 0, "{answer}");
+    let first_id = answer["msg_id"].clone();
+    let second = with(json!({"touser": gen_ids(0..3)}), text_msg("b"));
+    let answer = sim.api_post(paths::MASS_SEND, &sub, second.clone()).await;
+    assert_eq!(errcode(&answer), 45028, "{answer}");
+    let answer = sim.api_post(paths::MASS_SENDALL, &sub, first).await;
+    assert_eq!(errcode(&answer), 45065, "{answer}");
+    assert_eq!(answer["msg_id"], first_id);
+    sim.advance(86_400).await;
+    let sub = sim.token("wxsub", "secret-sub").await;
+    let answer = sim.api_post(paths::MASS_SEND, &sub, second).await;
+    assert_eq!(errcode(&answer), 0, "the next day: {answer}");
+    let jobs = sim.mass_jobs("wxsub").await;
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(jobs[0]["sent"], 10);
+}
+
+#[tokio::test]
+async fn mass_preview_delete_get_and_speed() {
+    let sim = Running::start(GATEWAY_DOWN).await;
+    sim.post(paths::MASS_SETTINGS, json!({"finish_delay_ms": 0}))
+        .await;
+    let token = sim.token("wxplain", "secret-plain").await;
+    sim.generate("wxplain", 3).await;
+    let gen0 = crate::generated_openid(0);
+
+    let preview = with(json!({"touser": gen0}), text_msg("look"));
+    let answer = sim.api_post(paths::MASS_PREVIEW, &token, preview).await;
+    assert_eq!(errcode(&answer), 0, "{answer}");
+    assert_eq!(answer["errmsg"], "preview success");
+    assert!(answer["msg_id"].is_u64());
+    let received = sim.messages("wxplain", &gen0).await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0]["channel"], "preview");
+    assert_eq!(received[0]["body"]["text"]["content"], "look");
+    let stranger = with(json!({"touser": "o_stranger"}), text_msg("look"));
+    assert_eq!(
+        errcode(&sim.api_post(paths::MASS_PREVIEW, &token, stranger).await),
+        40003
+    );
+
+    let body = with(json!({"touser": gen_ids(0..3)}), text_msg("x"));
+    let answer = sim.api_post(paths::MASS_SEND, &token, body).await;
+    let msg_id = answer["msg_id"].clone();
+    let mut status = sim.mass_status(&token, &msg_id).await;
+    for _ in 0..100 {
+        if status == "SEND_SUCCESS" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        status = sim.mass_status(&token, &msg_id).await;
+    }
+    assert_eq!(status, "SEND_SUCCESS");
+    // The gateway is down: the callback failed, it was still posted (tried).
+    let mut job = sim.mass_jobs("wxplain").await[0].clone();
+    for _ in 0..200 {
+        if job["finish_posted"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        job = sim.mass_jobs("wxplain").await[0].clone();
+    }
+    assert_eq!(job["finish_outcome"], "failed", "{job}");
+    let as_string = json!(msg_id.to_string());
+    assert_eq!(sim.mass_status(&token, &as_string).await, "SEND_SUCCESS");
+    let unknown = sim
+        .api_post(paths::MASS_GET, &token, json!({"msg_id": 1}))
+        .await;
+    assert_eq!(errcode(&unknown), 40097);
+    let unknown = sim
+        .api_post(paths::MASS_DELETE, &token, json!({"msg_id": 1}))
+        .await;
+    assert_eq!(errcode(&unknown), 40097);
+    let beyond = sim
+        .api_post(
+            paths::MASS_DELETE,
+            &token,
+            json!({"msg_id": msg_id, "article_idx": 1}),
+        )
+        .await;
+    assert_eq!(errcode(&beyond), 40097, "a text job has no article 1");
+    let deleted = sim
+        .api_post(paths::MASS_DELETE, &token, json!({"msg_id": msg_id}))
+        .await;
+    assert_eq!(errcode(&deleted), 0, "{deleted}");
+    assert_eq!(sim.mass_status(&token, &msg_id).await, "DELETE");
+
+    let speed = sim.api_post(paths::MASS_SPEED_GET, &token, json!({})).await;
+    assert_eq!(speed, json!({"speed": 2, "realspeed": 45}));
+    let set = sim
+        .api_post(paths::MASS_SPEED_SET, &token, json!({"speed": 4}))
+        .await;
+    assert_eq!(errcode(&set), 0, "{set}");
+    let speed = sim.api_post(paths::MASS_SPEED_GET, &token, json!({})).await;
+    assert_eq!(speed, json!({"speed": 4, "realspeed": 10}));
+    for (body, code) in [
+        (json!({"speed": 5}), 45083),
+        (json!({"speed": -1}), 45083),
+        (json!({}), 45084),
+    ] {
+        let answer = sim.api_post(paths::MASS_SPEED_SET, &token, body).await;
+        assert_eq!(errcode(&answer), code, "{answer}");
+    }
+    let stats = sim.get(paths::STATS).await;
+    assert_eq!(
+        stats["calls"]["wxplain"][paths::MASS_SPEED_SET],
+        4,
+        "{stats}"
+    );
+}
+
+#[tokio::test]
+async fn template_industry_and_management() {
+    let sim = Running::start(GATEWAY_DOWN).await;
+    let token = sim.token("wxplain", "secret-plain").await;
+    let empty = sim.api_get(paths::TEMPLATE_GET_INDUSTRY, &token, "").await;
+    assert_eq!(empty["primary_industry"]["first_class"], "");
+    let set = sim
+        .api_post(
+            paths::TEMPLATE_SET_INDUSTRY,
+            &token,
+            json!({"industry_id1": "1", "industry_id2": 4}),
+        )
+        .await;
+    assert_eq!(errcode(&set), 0, "{set}");
+    let industry = sim.api_get(paths::TEMPLATE_GET_INDUSTRY, &token, "").await;
+    assert_eq!(
+        industry,
+        json!({
+            "primary_industry": {"first_class": "IT科技", "second_class": "互联网|电子商务"},
+            "secondary_industry": {"first_class": "IT科技", "second_class": "电子技术"},
+        })
+    );
+    let bad = sim
+        .api_post(
+            paths::TEMPLATE_SET_INDUSTRY,
+            &token,
+            json!({"industry_id1": "1", "industry_id2": "42"}),
+        )
+        .await;
+    assert_eq!(errcode(&bad), 40102);
+
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let answer = sim
+            .api_post(
+                paths::TEMPLATE_ADD,
+                &token,
+                json!({"template_id_short": format!("TM{i:05}"), "keyword_name_list": ["商品", "金额"]}),
+            )
+            .await;
+        assert_eq!(errcode(&answer), 0, "{answer}");
+        ids.push(answer["template_id"].as_str().unwrap().to_owned());
+    }
+    let full = sim
+        .api_post(
+            paths::TEMPLATE_ADD,
+            &token,
+            json!({"template_id_short": "TM99999"}),
+        )
+        .await;
+    assert_eq!(errcode(&full), 45026, "{full}");
+    assert!(
+        full["errmsg"]
+            .as_str()
+            .unwrap()
+            .starts_with("template num exceeds limit")
+    );
+    let empty_short = sim
+        .api_post(
+            paths::TEMPLATE_ADD,
+            &token,
+            json!({"template_id_short": ""}),
+        )
+        .await;
+    assert_eq!(errcode(&empty_short), 40097);
+    let list = sim.api_get(paths::TEMPLATE_LIST, &token, "").await;
+    let list = list["template_list"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 25);
+    assert_eq!(list[0]["template_id"], ids[0]);
+    assert_eq!(list[0]["title"], "TM00000");
+    assert_eq!(list[0]["primary_industry"], "IT科技");
+    assert_eq!(list[0]["deputy_industry"], "互联网|电子商务");
+    assert!(
+        list[0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("商品：{{keyword1.DATA}}")
+    );
+    assert!(list[0]["example"].is_string());
+
+    let unknown = sim
+        .api_post(
+            paths::TEMPLATE_DELETE,
+            &token,
+            json!({"template_id": "nope"}),
+        )
+        .await;
+    assert_eq!(errcode(&unknown), 40037);
+    assert!(
+        unknown["errmsg"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid template_id")
+    );
+    let deleted = sim
+        .api_post(
+            paths::TEMPLATE_DELETE,
+            &token,
+            json!({"template_id": ids[3]}),
+        )
+        .await;
+    assert_eq!(errcode(&deleted), 0);
+    let again = sim
+        .api_post(
+            paths::TEMPLATE_ADD,
+            &token,
+            json!({"template_id_short": "TM99999"}),
+        )
+        .await;
+    assert_eq!(errcode(&again), 0, "{again}");
+}
+
+impl Running {
+    async fn add_template(&self, token: &str) -> String {
+        let answer = self
+            .api_post(
+                paths::TEMPLATE_ADD,
+                token,
+                json!({"template_id_short": "TM00015"}),
+            )
+            .await;
+        answer["template_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no template_id: {answer}"))
+            .to_owned()
+    }
+}
+
+fn template_body(openid: &str, template_id: &str, client_msg_id: Option<&str>) -> Value {
+    let mut body = json!({
+        "touser": openid,
+        "template_id": template_id,
+        "url": "http://example.com/order/1",
+        "data": {"keyword1": {"value": "巧克力"}, "keyword2": {"value": "39.8元"}},
+    });
+    if let Some(id) = client_msg_id {
+        body["client_msg_id"] = json!(id);
+    }
+    body
+}
+
+#[tokio::test]
+async fn template_send_rules_dedupe_quota_and_records() {
+    let sim = Running::start_with(&config_with_subscription(GATEWAY_DOWN)).await;
+    for (appid, secret) in [
+        ("wxunverified", "secret-unverified"),
+        ("wxsub", "secret-sub"),
+    ] {
+        let token = sim.token(appid, secret).await;
+        sim.generate(appid, 1).await;
+        let template = sim.add_template(&token).await;
+        let gen0 = crate::generated_openid(0);
+        let answer = sim
+            .api_post(
+                paths::TEMPLATE_SEND,
+                &token,
+                template_body(&gen0, &template, None),
+            )
+            .await;
+        assert_eq!(errcode(&answer), 48001, "{appid}: {answer}");
+    }
+
+    let token = sim.token("wxplain", "secret-plain").await;
+    sim.generate("wxplain", 10).await;
+    let template = sim.add_template(&token).await;
+    let other = sim.add_template(&token).await;
+    let ids = gen_ids(0..10);
+    let send = |body: Value| sim.api_post(paths::TEMPLATE_SEND, &token, body);
+    assert_eq!(
+        errcode(&send(template_body("o_stranger", &template, None)).await),
+        43004
+    );
+    assert_eq!(
+        errcode(&send(template_body(&ids[0], "unknown", None)).await),
+        40037
+    );
+    let mut no_data = template_body(&ids[0], &template, None);
+    no_data.as_object_mut().unwrap().remove("data");
+    assert_eq!(errcode(&send(no_data).await), 47001);
+
+    let first = send(template_body(&ids[0], &template, Some("order-1"))).await;
+    assert_eq!(errcode(&first), 0, "{first}");
+    assert_eq!(first["errmsg"], "ok");
+    let msgid = first["msgid"].clone();
+    assert!(msgid.is_u64());
+    let repeat = send(template_body(&ids[1], &other, Some("order-1"))).await;
+    assert_eq!(repeat, first, "the same answer as the first send");
+
+    sim.post(paths::TEMPLATE_SETTINGS, json!({"daily_quota": 5}))
+        .await;
+    for (openid, template) in [
+        (&ids[0], &template),
+        (&ids[0], &other),
+        (&ids[1], &template),
+        (&ids[0], &template),
+    ] {
+        let answer = send(template_body(openid, template, None)).await;
+        assert_eq!(errcode(&answer), 0, "{answer}");
+    }
+    let over = send(template_body(&ids[2], &template, None)).await;
+    assert_eq!(errcode(&over), 45009, "{over}");
+    let repeat = send(template_body(&ids[0], &template, Some("order-1"))).await;
+    assert_eq!(
+        repeat["msgid"], msgid,
+        "a repeat is answered past the quota too"
+    );
+    sim.advance(86_400).await;
+    let token = sim.token("wxplain", "secret-plain").await;
+    let send = |body: Value| sim.api_post(paths::TEMPLATE_SEND, &token, body);
+    let next_day = send(template_body(&ids[2], &template, Some("order-2"))).await;
+    assert_eq!(errcode(&next_day), 0, "{next_day}");
+
+    let summary = sim.template_summary("wxplain").await;
+    assert_eq!(summary["sends"], 6, "{summary}");
+    assert_eq!(summary["distinct_openids"], 3, "{summary}");
+    // Pairs: (0,t) ×3, (0,o), (1,t), (2,t): 6 sends, 4 distinct pairs.
+    assert_eq!(summary["duplicates"], 2, "{summary}");
+    assert_eq!(summary["deduplicated"], 2, "{summary}");
+    assert_eq!(summary["sent_today"], 1, "{summary}");
+    let records = sim
+        .get(&format!("{}?appid=wxplain", paths::TEMPLATE_SENDS))
+        .await;
+    assert_eq!(records["total"], 6);
+    assert_eq!(records["truncated"], false);
+    let list = records["sends"].as_array().unwrap();
+    assert_eq!(list.len(), 6);
+    assert_eq!(list[0]["openid"], ids[0]);
+    assert_eq!(list[0]["template_id"], template);
+    assert_eq!(list[0]["msgid"], msgid);
+    assert_eq!(list[0]["client_msg_id"], "order-1");
+    assert_eq!(list[0]["url"], "http://example.com/order/1");
+    assert_eq!(list[0]["data"]["keyword1"]["value"], "巧克力");
+    assert!(list[0]["at_ms"].is_i64());
+    assert_eq!(list[5]["client_msg_id"], "order-2");
+    assert_eq!(list[1]["client_msg_id"], Value::Null);
+
+    let cleared = sim
+        .http
+        .delete(format!(
+            "{}{}?appid=wxplain",
+            sim.base,
+            paths::TEMPLATE_SENDS
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(cleared, json!({"appid": "wxplain", "cleared": 6}));
+    assert_eq!(sim.template_summary("wxplain").await["sends"], 0);
+    let missing = sim
+        .http
+        .get(format!("{}{}", sim.base, paths::TEMPLATE_SENDS))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 400);
+}
+
+#[tokio::test]
+async fn template_finish_events_only_when_enabled() {
+    let (gw, url, _stop) = Gateway::start(Behaviour::Echo).await;
+    let sim = Running::start(&url).await;
+    let token = sim.token("wxplain", "secret-plain").await;
+    sim.generate("wxplain", 2).await;
+    let template = sim.add_template(&token).await;
+    let users = gen_ids(0..2);
+    let quiet = sim
+        .api_post(
+            paths::TEMPLATE_SEND,
+            &token,
+            template_body(&users[0], &template, None),
+        )
+        .await;
+    assert_eq!(errcode(&quiet), 0, "{quiet}");
+    let settings = sim
+        .post(
+            paths::TEMPLATE_SETTINGS,
+            json!({"finish_events": true, "finish_delay_ms": 20}),
+        )
+        .await;
+    assert_eq!(
+        settings,
+        json!({"finish_events": true, "finish_delay_ms": 20, "daily_quota": 100_000})
+    );
+    let loud = sim
+        .api_post(
+            paths::TEMPLATE_SEND,
+            &token,
+            template_body(&users[1], &template, None),
+        )
+        .await;
+    assert_eq!(errcode(&loud), 0, "{loud}");
+    wait_for("TEMPLATESENDJOBFINISH", || {
+        !finish_events(&gw, "TEMPLATESENDJOBFINISH").is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events = finish_events(&gw, "TEMPLATESENDJOBFINISH");
+    assert_eq!(
+        events.len(),
+        1,
+        "only the send made with events on: {events:?}"
+    );
+    assert_eq!(events[0]["MsgID"], loud["msgid"].to_string());
+    assert_eq!(events[0]["Status"], "success");
+    assert_eq!(events[0]["FromUserName"], users[1]);
+    assert_eq!(events[0]["MsgType"], "event");
+    let summary = sim.template_summary("wxplain").await;
+    assert_eq!(summary["finish_posted"], 1, "{summary}");
+    assert_eq!(summary["finish_failed"], 0, "{summary}");
+}
+
+#[tokio::test]
+async fn template_sends_are_fast() {
+    let sim = Arc::new(Running::start(GATEWAY_DOWN).await);
+    let token = sim.token("wxplain", "secret-plain").await;
+    sim.generate("wxplain", 1_000).await;
+    let template = sim.add_template(&token).await;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..8u64 {
+        let (sim, token, template) = (sim.clone(), token.clone(), template.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..250u64 {
+                let openid = crate::generated_openid((worker * 250 + i) % 1_000);
+                let id = format!("bench-{worker}-{i}");
+                let answer = sim
+                    .api_post(
+                        paths::TEMPLATE_SEND,
+                        &token,
+                        template_body(&openid, &template, Some(&id)),
+                    )
+                    .await;
+                assert_eq!(errcode(&answer), 0, "{answer}");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(sim.template_summary("wxplain").await["sends"], 2_000);
+    assert!(
+        elapsed < Duration::from_secs(20),
+        "2000 sends took {elapsed:?}"
+    );
 }

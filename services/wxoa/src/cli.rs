@@ -36,6 +36,16 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// The broadcast worker: mass sends, template and customer-service fan-outs as jobs.
+    Broadcast,
+    /// Broadcast jobs of an app, through a running broadcast worker's API.
+    Broadcasts {
+        /// The app (default: the first configured).
+        #[arg(long, global = true)]
+        app: Option<String>,
+        #[command(subcommand)]
+        command: BroadcastsCommand,
+    },
     /// Auto-reply rules of an app, through a running replier's request API.
     Rules {
         /// The app (default: the first configured).
@@ -203,6 +213,49 @@ pub(crate) enum UsersCommand {
     Unblock {
         /// The openids.
         openids: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BroadcastsCommand {
+    /// Start a job from a JSON file (docs/broadcasts.md) and show its progress until it ends.
+    Start {
+        /// The job (a broadcast command).
+        file: PathBuf,
+        /// Return at once instead of following the progress.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// A job's progress.
+    Status {
+        /// The job id.
+        id: String,
+    },
+    /// The recent jobs.
+    List,
+    /// Pause a job.
+    Pause {
+        /// The job id.
+        id: String,
+    },
+    /// Resume a paused job.
+    Resume {
+        /// The job id.
+        id: String,
+    },
+    /// Cancel a job.
+    Cancel {
+        /// The job id.
+        id: String,
+    },
+    /// Mass and template management passed to WeChat (`mass_preview`, `speed_get`,
+    /// `templates_list`, ...): the body is WeChat's JSON.
+    Call {
+        /// The verb.
+        verb: String,
+        /// WeChat's request body.
+        #[arg(default_value = "{}")]
+        body: String,
     },
 }
 

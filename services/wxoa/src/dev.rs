@@ -65,6 +65,7 @@ pub(crate) async fn run(mut config: Config) -> anyhow::Result<()> {
     let token = wxoa_token::App::build(&config, health.clone()).await?;
     let replier = wxoa_replier::App::build(&config, health.clone()).await?;
     let usersync = wxoa_usersync::App::build(&config, health.clone()).await?;
+    let broadcast = wxoa_broadcast::App::build(&config, health.clone()).await?;
 
     print_banner(&config, gateway.local_addr(), &sim.base_url());
     let all = async {
@@ -89,6 +90,12 @@ pub(crate) async fn run(mut config: Config) -> anyhow::Result<()> {
             },
             async {
                 usersync
+                    .run(shutdown.clone())
+                    .await
+                    .map_err(anyhow::Error::from)
+            },
+            async {
+                broadcast
                     .run(shutdown.clone())
                     .await
                     .map_err(anyhow::Error::from)

@@ -16,7 +16,7 @@ use wxoa_runtime::Config;
 use wxoa_wire::command::{ApiErrorBody, CustomMessage, SendCommand, SendResult, SendStatus};
 use wxoa_wire::names::{apis, commands, headers, notices, subjects};
 
-use crate::cli::{RulesCommand, UsersCommand};
+use crate::cli::{BroadcastsCommand, RulesCommand, UsersCommand};
 
 /// How long a request waits for a replier.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -379,6 +379,77 @@ pub(crate) async fn users(
                 eprintln!();
             }
             progress
+        }
+    };
+    print_json(&answer)
+}
+
+/// Draws a progress bar on stderr while `progress` says `running`, re-reading it with `poll`.
+async fn follow<F, Fut>(mut progress: Value, what: &str, poll: F) -> anyhow::Result<Value>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = anyhow::Result<Value>>,
+{
+    while progress["state"] == "running" {
+        let (done, total) = (
+            progress["done"].as_u64().unwrap_or(0),
+            progress["total"].as_u64().unwrap_or(0),
+        );
+        let width = 30u64;
+        let filled = (done * width).checked_div(total).unwrap_or(0).min(width) as usize;
+        eprint!(
+            "\r[{}{}] {done}/{total} {what}, {:.0}/s, ETA {}s   ",
+            "#".repeat(filled),
+            " ".repeat(width as usize - filled),
+            progress["rate_per_sec"].as_f64().unwrap_or(0.0),
+            progress["eta_secs"]
+                .as_u64()
+                .map_or("?".to_owned(), |e| e.to_string()),
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        progress = poll().await?;
+    }
+    eprintln!();
+    Ok(progress)
+}
+
+/// `wxoa broadcasts ...`: JSON answers of the broadcast API, and a progress bar for `start`.
+pub(crate) async fn broadcasts(
+    config: &Config,
+    app: Option<String>,
+    command: BroadcastsCommand,
+) -> anyhow::Result<()> {
+    use serde_json::json;
+    let app = app_of(config, app)?;
+    let nats = connect(config).await?;
+    let call = |verb: String, body: Value| {
+        let (nats, app) = (&nats, &app);
+        async move { request::<Value, Value>(nats, config, app, apis::BROADCAST, &verb, body).await }
+    };
+    let id_call = |verb: &str, id: String| call(verb.to_owned(), json!({"id": id}));
+    let answer = match command {
+        BroadcastsCommand::Start { file, no_wait } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let job: wxoa_wire::broadcast::BroadcastCommand = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a broadcast command", file.display()))?;
+            job.validate()
+                .map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            let progress = call("start".into(), serde_json::to_value(&job)?).await?;
+            if no_wait {
+                progress
+            } else {
+                follow(progress, "recipients", || id_call("status", job.id.clone())).await?
+            }
+        }
+        BroadcastsCommand::Status { id } => id_call("status", id).await?,
+        BroadcastsCommand::List => call("list".into(), json!({})).await?,
+        BroadcastsCommand::Pause { id } => id_call("pause", id).await?,
+        BroadcastsCommand::Resume { id } => id_call("resume", id).await?,
+        BroadcastsCommand::Cancel { id } => id_call("cancel", id).await?,
+        BroadcastsCommand::Call { verb, body } => {
+            let body: Value = serde_json::from_str(&body).context("the body is not JSON")?;
+            call(verb, body).await?
         }
     };
     print_json(&answer)

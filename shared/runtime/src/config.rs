@@ -73,6 +73,9 @@ pub struct Config {
     /// The user-sync worker (follower directory).
     #[serde(default)]
     pub usersync: UsersyncConfig,
+    /// The broadcast worker.
+    #[serde(default)]
+    pub broadcast: BroadcastConfig,
     /// The WeChat simulator.
     #[serde(default)]
     pub sim: SimConfig,
@@ -312,6 +315,34 @@ impl Default for UsersyncConfig {
             check_interval_ms: 1_000,
             schedule_secs: 0,
             ack_wait_ms: 30_000,
+        }
+    }
+}
+
+/// `[broadcast]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BroadcastConfig {
+    /// Template (and customer-service) sends per app and second, across every replica (0 = unlimited).
+    pub sends_per_sec: u32,
+    /// Template calls in flight at once per job.
+    pub concurrency: usize,
+    /// Recipients per checkpoint.
+    pub window: usize,
+    /// How long a worker holds a job without renewing its lease before another takes over.
+    pub lease_ms: u64,
+    /// How often each replica looks for a job to run or resume.
+    pub check_interval_ms: u64,
+}
+
+impl Default for BroadcastConfig {
+    fn default() -> Self {
+        BroadcastConfig {
+            sends_per_sec: 200,
+            concurrency: 64,
+            window: 500,
+            lease_ms: 15_000,
+            check_interval_ms: 1_000,
         }
     }
 }

@@ -11,6 +11,7 @@
 //! - [`inbound`]: inbound XML → [`inbound::Inbound`], hostile XML rejected, dedupe keys.
 //! - [`reply`]: passive replies, their XML and the encrypted envelope, the rendezvous JSON.
 //! - [`envelope`]: the JSON event envelope and its NATS headers.
+//! - [`broadcast`]: broadcast jobs (mass, template, customer-service fan-outs) and progress.
 //! - [`command`]: the `send` command, its result, reply outcomes, the request-API error.
 //! - [`users`]: the follower directory's records, notices and sync job.
 //! - [`names`]: subjects, streams, headers and Redis keys.
@@ -19,6 +20,7 @@
 
 #![warn(missing_docs)]
 
+pub mod broadcast;
 pub mod command;
 pub mod crypto;
 pub mod envelope;

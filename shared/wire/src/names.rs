@@ -179,6 +179,8 @@ pub mod queues {
     pub const REPLIER: &str = "wxoa-replier";
     /// The user-sync worker's API responders (users).
     pub const USERSYNC: &str = "wxoa-usersync";
+    /// The broadcast worker's API responders.
+    pub const BROADCAST: &str = "wxoa-broadcast";
 }
 
 /// Durable JetStream consumer names.
@@ -191,6 +193,12 @@ pub mod consumers {
     pub const USERSYNC_EVENTS: &str = "wxoa-usersync";
     /// The user-sync worker on `command.usersync`.
     pub const USERSYNC_COMMANDS: &str = "wxoa-usersync-commands";
+    /// The broadcast worker on `command.broadcast`.
+    pub const BROADCAST_COMMANDS: &str = "wxoa-broadcast";
+    /// The broadcast worker on MASSSENDJOBFINISH events.
+    pub const BROADCAST_MASS_FINISH: &str = "wxoa-broadcast-massfinish";
+    /// The broadcast worker on TEMPLATESENDJOBFINISH events.
+    pub const BROADCAST_TEMPLATE_FINISH: &str = "wxoa-broadcast-templatefinish";
 }
 
 /// Command kinds (`<prefix>.<appid>.command.<kind>`).
@@ -199,6 +207,8 @@ pub mod commands {
     pub const SEND: &str = "send";
     /// Start a full follower sync ([`crate::users::SyncCommand`]).
     pub const USERSYNC: &str = "usersync";
+    /// A broadcast job ([`crate::broadcast::BroadcastCommand`]).
+    pub const BROADCAST: &str = "broadcast";
 }
 
 /// Notice kinds (`<prefix>.<appid>.notice.<kind>`).
@@ -215,6 +225,10 @@ pub mod notices {
     pub const USERSYNC_PROGRESS: &str = "usersync.progress";
     /// A full sync ended ([`crate::users::SyncProgress`]).
     pub const USERSYNC_FINISHED: &str = "usersync.finished";
+    /// A broadcast moved ([`crate::broadcast::BroadcastProgress`]).
+    pub const BROADCAST_PROGRESS: &str = "broadcast.progress";
+    /// A broadcast ended, or WeChat reported on it ([`crate::broadcast::BroadcastProgress`]).
+    pub const BROADCAST_FINISHED: &str = "broadcast.finished";
 }
 
 /// Request API areas (`<prefix>.<appid>.api.<area>.<verb>`).
@@ -225,6 +239,8 @@ pub mod apis {
     pub const SEND: &str = "send";
     /// The follower directory and user management (see the user-sync worker).
     pub const USERS: &str = "users";
+    /// Broadcast jobs, mass-send and template management.
+    pub const BROADCAST: &str = "broadcast";
 }
 
 /// NATS header names.
@@ -349,6 +365,31 @@ pub mod keys {
     /// `<prefix>:{<appid>}:usersync:left:<job>`: followers one full sync did not list (a set).
     pub fn usersync_left(prefix: &str, app_id: &str, job: &str) -> String {
         format!("{prefix}:{{{app_id}}}:usersync:left:{job}")
+    }
+
+    /// `<prefix>:{<appid>}:broadcasts`: the app's broadcast jobs (a sorted set by start time).
+    pub fn broadcasts(prefix: &str, app_id: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:broadcasts")
+    }
+
+    /// `<prefix>:{<appid>}:broadcast:<job>`: one broadcast's state and checkpoint (a hash).
+    pub fn broadcast(prefix: &str, app_id: &str, job: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:broadcast:{job}")
+    }
+
+    /// `<prefix>:{<appid>}:broadcast:<job>:to`: a broadcast's recipients, fixed at its start (a list).
+    pub fn broadcast_recipients(prefix: &str, app_id: &str, job: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:broadcast:{job}:to")
+    }
+
+    /// `<prefix>:{<appid>}:broadcast:<job>:lease`: the worker running a broadcast.
+    pub fn broadcast_lease(prefix: &str, app_id: &str, job: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:broadcast:{job}:lease")
+    }
+
+    /// `<prefix>:{<appid>}:broadcast:msgids`: WeChat msg_id → broadcast job (a hash).
+    pub fn broadcast_msgids(prefix: &str, app_id: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:broadcast:msgids")
     }
 
     /// `<prefix>:{<appid>}:quota:<api>:<yyyymmdd>`: calls of one API that day.

@@ -1,0 +1,241 @@
+//! Broadcasts end to end: mass sends in batches with stable clientmsgids and their job-finish
+//! reports, a template fan-out stopped half way that resumes with no duplicate and no skip (the
+//! simulator's records prove it), and quotas that stop a job clearly.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wxoa_runtime::admin::Health;
+use wxoa_runtime::shutdown::CancellationToken;
+use wxoa_tests::{PLAIN_APP, Platform, SAFE_APP, eventually, shared_config};
+use wxoa_wire::names::{apis, subjects};
+
+/// One request to `<prefix>.<app>.api.<area>.<verb>`.
+async fn api(platform: &Platform, app: &str, area: &str, verb: &str, body: Value) -> Value {
+    let answer = platform
+        .nats()
+        .await
+        .request(
+            subjects::api(platform.prefix(), app, area, verb),
+            body.to_string().into(),
+        )
+        .await
+        .expect("the worker answers");
+    serde_json::from_slice(&answer.payload).unwrap()
+}
+
+async fn broadcast(platform: &Platform, app: &str, verb: &str, body: Value) -> Value {
+    api(platform, app, apis::BROADCAST, verb, body).await
+}
+
+/// Starts a broadcast worker in this process with `config`.
+async fn worker(platform: &Platform, config: &wxoa_runtime::Config) -> CancellationToken {
+    let (stop, health) = (platform.shutdown.child_token(), Health::default());
+    let app = wxoa_broadcast::App::build(config, health.clone())
+        .await
+        .expect("broadcast worker");
+    tokio::spawn(app.run(stop.clone()));
+    let ready = eventually(Duration::from_secs(10), || async {
+        health.ready().await.ok()
+    })
+    .await;
+    assert!(ready.is_some(), "the broadcast worker became ready");
+    stop
+}
+
+/// Waits until the job leaves `running` and `check` holds.
+async fn job_until(
+    platform: &Platform,
+    app: &str,
+    id: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    eventually(Duration::from_secs(60), || async {
+        let status = broadcast(platform, app, "status", json!({"id": id})).await;
+        check(&status).then_some(status)
+    })
+    .await
+    .unwrap_or_else(|| panic!("broadcast {id} did not get there in 60 s"))
+}
+
+fn generated(i: usize) -> String {
+    format!("oGEN{i:024}")
+}
+
+#[tokio::test]
+async fn a_mass_send_to_25000_openids_is_three_batches_with_stable_clientmsgids() {
+    let platform = Platform::start(shared_config(), "", true).await;
+    platform
+        .post(
+            "/_sim/users/generate",
+            json!({"appid": PLAIN_APP, "count": 25_000}),
+        )
+        .await;
+    let _worker = worker(&platform, &platform.config).await;
+    let openids: Vec<String> = (0..25_000).map(generated).collect();
+    let command = json!({"id": "spring", "kind": "mass", "to": {"type": "openids", "openids": openids},
+                         "message": {"msgtype": "text", "text": {"content": "Spring sale"}}});
+    let started = broadcast(&platform, PLAIN_APP, "start", command.clone()).await;
+    assert_eq!(started["state"], "running", "{started}");
+    let done = job_until(&platform, PLAIN_APP, "spring", |s| {
+        s["state"] == "done" && s["finished"]["reports"] == 3
+    })
+    .await;
+    assert_eq!(done["total"], 25_000, "{done}");
+    assert_eq!(done["msg_ids"].as_array().unwrap().len(), 3, "{done}");
+    assert_eq!(
+        done["finished"]["sent"], 25_000,
+        "the reports add up: {done}"
+    );
+
+    let jobs = platform.get(&format!("/_sim/mass?appid={PLAIN_APP}")).await;
+    let mut batches: Vec<(String, u64)> = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j["clientmsgid"].as_str().unwrap().to_owned(),
+                j["recipients"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    batches.sort();
+    assert_eq!(
+        batches,
+        vec![
+            ("spring-0".to_owned(), 10_000),
+            ("spring-1".to_owned(), 10_000),
+            ("spring-2".to_owned(), 5_000)
+        ]
+    );
+
+    // The same job id again is the same job: nothing is sent again.
+    let again = broadcast(&platform, PLAIN_APP, "start", command).await;
+    assert_eq!(again["state"], "done", "{again}");
+    let jobs = platform.get(&format!("/_sim/mass?appid={PLAIN_APP}")).await;
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_template_fan_out_stopped_half_way_resumes_with_no_duplicate_and_no_skip() {
+    let mut config = shared_config();
+    config.broadcast.sends_per_sec = 400; // 3,000 sends take about 8 s: time to stop it
+    config.broadcast.window = 100;
+    config.broadcast.lease_ms = 1000;
+    config.broadcast.check_interval_ms = 100;
+    let platform = Platform::start(config, "", true).await;
+    platform
+        .post(
+            "/_sim/users/generate",
+            json!({"appid": SAFE_APP, "count": 3_000}),
+        )
+        .await;
+    // The segment comes from the follower directory: sync it first.
+    let _usersync = platform.usersync_with(&platform.config).await;
+    api(&platform, SAFE_APP, apis::USERS, "sync", json!({})).await;
+    let synced = eventually(Duration::from_secs(30), || async {
+        let s = api(&platform, SAFE_APP, apis::USERS, "sync_status", json!({})).await;
+        (s["state"] == "done").then_some(())
+    })
+    .await;
+    assert!(synced.is_some(), "the directory was synced");
+
+    let first = worker(&platform, &platform.config).await;
+    let added = broadcast(
+        &platform,
+        SAFE_APP,
+        "template_add",
+        json!({"template_id_short": "TM00015"}),
+    )
+    .await;
+    let template_id = added["template_id"]
+        .as_str()
+        .expect("a template id")
+        .to_owned();
+    let command = json!({"id": "bills", "kind": "template", "to": {"type": "all"},
+        "template_id": template_id, "url": "https://example.com/bill",
+        "data": {"amount": {"value": "39.8元"}}});
+    broadcast(&platform, SAFE_APP, "start", command).await;
+    let partway = job_until(&platform, SAFE_APP, "bills", |s| {
+        s["done"].as_u64() >= Some(1_000)
+    })
+    .await;
+    assert!(partway["done"].as_u64() < Some(3_000), "{partway}");
+    assert!(partway["eta_secs"].as_u64().is_some(), "{partway}");
+    first.cancel();
+
+    let _second = worker(&platform, &platform.config).await;
+    let done = job_until(&platform, SAFE_APP, "bills", |s| s["state"] != "running").await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["total"], 3_000, "{done}");
+    assert!(done["resumes"].as_u64() >= Some(1), "{done}");
+
+    let summary = platform
+        .get(&format!("/_sim/templates?appid={SAFE_APP}&summary=true"))
+        .await;
+    assert_eq!(
+        summary["distinct_openids"], 3_000,
+        "none skipped: {summary}"
+    );
+    assert_eq!(summary["duplicates"], 0, "none twice: {summary}");
+}
+
+#[tokio::test]
+async fn a_quota_error_stops_the_job_clearly() {
+    let platform = Platform::start(shared_config(), "", true).await;
+    platform
+        .post(
+            "/_sim/users/generate",
+            json!({"appid": PLAIN_APP, "count": 200}),
+        )
+        .await;
+    platform
+        .post(
+            "/_sim/template/settings",
+            json!({"daily_quota": 50}),
+        )
+        .await;
+    let _worker = worker(&platform, &platform.config).await;
+    let added = broadcast(
+        &platform,
+        PLAIN_APP,
+        "template_add",
+        json!({"template_id_short": "TM1"}),
+    )
+    .await;
+    let openids: Vec<String> = (0..200).map(generated).collect();
+    broadcast(
+        &platform,
+        PLAIN_APP,
+        "start",
+        json!({"id": "too-many", "kind": "template",
+        "to": {"type": "openids", "openids": openids},
+        "template_id": added["template_id"], "data": {}}),
+    )
+    .await;
+    let failed = job_until(&platform, PLAIN_APP, "too-many", |s| {
+        s["state"] != "running"
+    })
+    .await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    assert!(
+        failed["error"].as_str().unwrap().contains("45009"),
+        "the error names WeChat's quota: {failed}"
+    );
+    let summary = platform
+        .get(&format!("/_sim/templates?appid={PLAIN_APP}&summary=true"))
+        .await;
+    assert_eq!(summary["sends"], 50, "{summary}");
+
+    // Bad commands are refused before anything runs.
+    let bad = broadcast(
+        &platform,
+        PLAIN_APP,
+        "start",
+        json!({"id": "x y", "kind": "template",
+        "to": {"type": "all"}, "template_id": "T", "data": {}}),
+    )
+    .await;
+    assert_eq!(bad["error"]["code"], "invalid", "{bad}");
+}
