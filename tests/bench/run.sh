@@ -9,12 +9,16 @@
 #                             mode) out
 #   send                      customer-service sends: `send` commands through `wxoa replier`
 #                             against the simulator, results as notices
+#   broadcast                 a template fan-out to N simulated followers (from the directory)
+#                             through `wxoa broadcast`, rate limits off: sends/s, peak RSS,
+#                             and the simulator's count of distinct recipients and duplicates
 #   usersync                  a full follower sync of N simulated followers through
 #                             `wxoa usersync`: wall time, peak RSS, directory == simulator
 #
 # Usage: tests/bench/run.sh MODE [duration, default 20s] [connections, default 64]
 #        (send: tests/bench/run.sh send [commands, default 20000])
 #        (usersync: tests/bench/run.sh usersync [followers, default 1000000])
+#        (broadcast: tests/bench/run.sh broadcast [followers, default 100000])
 # Needs nats-server, redis-server and wrk (apt-get install nats-server redis-server wrk).
 set -euo pipefail
 mode=${1:-plain}
@@ -80,6 +84,38 @@ export WXOA_CONFIG="$tmp/wxoa.toml"
 WXOA__ADMIN__LISTEN=127.0.0.1:$admin_gw ${WXOA_BENCH_ENV:-} target/release/wxoa gateway >"$tmp/gateway.log" 2>&1 &
 pids+=($!); gw_pid=$!
 wait_ready "$admin_gw"
+
+if [ "$mode" = broadcast ]; then
+  count=${2:-100000}
+  target/release/wxoa sim >"$tmp/sim.log" 2>&1 &
+  pids+=($!)
+  wait_port "$sim_port"
+  WXOA__ADMIN__LISTEN=127.0.0.1:$admin_tk target/release/wxoa token >"$tmp/token.log" 2>&1 &
+  pids+=($!)
+  WXOA__USERSYNC__CALLS_PER_SEC=0 WXOA__ADMIN__LISTEN=127.0.0.1:$admin_rp target/release/wxoa usersync >"$tmp/usersync.log" 2>&1 &
+  pids+=($!)
+  admin_bc=$(free_port)
+  WXOA__BROADCAST__SENDS_PER_SEC=0 WXOA__ADMIN__LISTEN=127.0.0.1:$admin_bc target/release/wxoa broadcast >"$tmp/broadcast.log" 2>&1 &
+  pids+=($!); bc_pid=$!
+  wait_ready "$admin_tk"; wait_ready "$admin_rp"; wait_ready "$admin_bc"
+  for _ in $(seq 100); do [ "$(redis-cli -p "$redis_port" exists 'wechat:{wxbench000000001}:access_token')" = 1 ] && break; sleep 0.1; done
+  curl -sf "http://127.0.0.1:$sim_port/_sim/users/generate" -H 'content-type: application/json' \
+    -d "{\"appid\":\"wxbench000000001\",\"count\":$count}" >/dev/null
+  target/release/wxoa users --app wxbench000000001 sync >/dev/null 2>&1
+  template=$(target/release/wxoa broadcasts --app wxbench000000001 call template_add '{"template_id_short":"TM00015"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["template_id"])')
+  cat >"$tmp/job.json" <<JSON
+{"id": "bench", "kind": "template", "to": {"type": "all"}, "template_id": "$template",
+ "url": "https://example.com/bill", "data": {"amount": {"value": "39.8"}}}
+JSON
+  echo "== template fan-out: $count followers, 1 broadcast worker, rate limit off, $(nproc) cores"
+  rss0=$(awk '/VmRSS/ {print $2}' "/proc/$bc_pid/status"); cpu0=$(cpu "$bc_pid")
+  start=$(date +%s.%N)
+  target/release/wxoa broadcasts --app wxbench000000001 start "$tmp/job.json" 2>/dev/null | tee "$tmp/job.out" | grep -E '"(state|sent|failed|total)"'
+  end=$(date +%s.%N)
+  echo "== $(python3 -c "print(f'{$count / ($end - $start):.0f} sends/s, {$end - $start:.1f} s')"); broadcast RSS before ${rss0} kB, peak $(awk '/VmHWM/ {print $2}' "/proc/$bc_pid/status") kB; CPU per send $(( ($(cpu "$bc_pid") - cpu0) * 10000000 / $(getconf CLK_TCK) / count )) us/10"
+  echo "== simulator: $(curl -s "http://127.0.0.1:$sim_port/_sim/templates?appid=wxbench000000001&summary=true")"
+  exit 0
+fi
 
 if [ "$mode" = usersync ]; then
   count=${2:-1000000}

@@ -81,6 +81,18 @@ impl Platform {
         stop
     }
 
+    /// Starts a broadcast worker in this process with `config` (this platform's, adjusted) and
+    /// waits until it is ready; cancel the returned token to stop it.
+    pub async fn broadcast_with(&self, config: &Config) -> CancellationToken {
+        let (stop, health) = (self.shutdown.child_token(), Health::default());
+        let app = wxoa_broadcast::App::build(config, health.clone())
+            .await
+            .expect("broadcast worker");
+        tokio::spawn(app.run(stop.clone()));
+        ready(&health, "broadcast worker").await;
+        stop
+    }
+
     /// Starts a user-sync worker in this process with `config` (this platform's, adjusted) and
     /// waits until it is ready; cancel the returned token to stop it.
     pub async fn usersync_with(&self, config: &Config) -> CancellationToken {
@@ -156,8 +168,7 @@ impl Platform {
     }
 
     /// The environment that gives a `wxoa` process this platform's config (no config file):
-    /// connections, prefixes, the simulator as WeChat, the rules, the replier's and usersync's
-    /// settings and the apps (the harness apps: safe mode uses [`AES_KEY`]).
+    /// connections, prefixes, the simulator as WeChat, the rules, the workers' settings and the apps (the harness apps: safe mode uses [`AES_KEY`]).
     pub fn env(&self) -> Vec<(String, String)> {
         use secrecy::ExposeSecret;
         let c = &self.config;

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wxoa_runtime::admin::Health;
 use wxoa_runtime::shutdown::CancellationToken;
 use wxoa_tests::{PLAIN_APP, Platform, SAFE_APP, eventually, shared_config};
 use wxoa_wire::names::{apis, subjects};
@@ -30,17 +29,7 @@ async fn broadcast(platform: &Platform, app: &str, verb: &str, body: Value) -> V
 
 /// Starts a broadcast worker in this process with `config`.
 async fn worker(platform: &Platform, config: &wxoa_runtime::Config) -> CancellationToken {
-    let (stop, health) = (platform.shutdown.child_token(), Health::default());
-    let app = wxoa_broadcast::App::build(config, health.clone())
-        .await
-        .expect("broadcast worker");
-    tokio::spawn(app.run(stop.clone()));
-    let ready = eventually(Duration::from_secs(10), || async {
-        health.ready().await.ok()
-    })
-    .await;
-    assert!(ready.is_some(), "the broadcast worker became ready");
-    stop
+    platform.broadcast_with(config).await
 }
 
 /// Waits until the job leaves `running` and `check` holds.
@@ -191,10 +180,7 @@ async fn a_quota_error_stops_the_job_clearly() {
         )
         .await;
     platform
-        .post(
-            "/_sim/template/settings",
-            json!({"daily_quota": 50}),
-        )
+        .post("/_sim/template/settings", json!({"daily_quota": 50}))
         .await;
     let _worker = worker(&platform, &platform.config).await;
     let added = broadcast(
@@ -238,4 +224,102 @@ async fn a_quota_error_stops_the_job_clearly() {
     )
     .await;
     assert_eq!(bad["error"]["code"], "invalid", "{bad}");
+}
+
+#[tokio::test]
+async fn jobs_pause_resume_and_cancel() {
+    let mut config = shared_config();
+    config.broadcast.sends_per_sec = 100;
+    config.broadcast.window = 20;
+    let platform = Platform::start(config, "", true).await;
+    platform
+        .post(
+            "/_sim/users/generate",
+            json!({"appid": PLAIN_APP, "count": 2_000}),
+        )
+        .await;
+    let _worker = worker(&platform, &platform.config).await;
+    let added = broadcast(
+        &platform,
+        PLAIN_APP,
+        "template_add",
+        json!({"template_id_short": "TM2"}),
+    )
+    .await;
+    let openids: Vec<String> = (0..2_000).map(generated).collect();
+    let job = |id: &str| {
+        json!({"id": id, "kind": "template", "to": {"type": "openids", "openids": openids},
+               "template_id": added["template_id"], "data": {}})
+    };
+    broadcast(&platform, PLAIN_APP, "start", job("slow")).await;
+    job_until(&platform, PLAIN_APP, "slow", |s| {
+        s["done"].as_u64() >= Some(100)
+    })
+    .await;
+    let paused = broadcast(&platform, PLAIN_APP, "pause", json!({"id": "slow"})).await;
+    assert_eq!(paused["state"], "paused", "{paused}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let a = broadcast(&platform, PLAIN_APP, "status", json!({"id": "slow"})).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let b = broadcast(&platform, PLAIN_APP, "status", json!({"id": "slow"})).await;
+    assert_eq!(a["done"], b["done"], "a paused job does not move");
+    let resumed = broadcast(&platform, PLAIN_APP, "resume", json!({"id": "slow"})).await;
+    assert_eq!(resumed["state"], "running", "{resumed}");
+    job_until(&platform, PLAIN_APP, "slow", |s| {
+        s["done"].as_u64() > b["done"].as_u64()
+    })
+    .await;
+    let cancelled = broadcast(&platform, PLAIN_APP, "cancel", json!({"id": "slow"})).await;
+    assert_eq!(cancelled["state"], "cancelled", "{cancelled}");
+    let again = broadcast(&platform, PLAIN_APP, "resume", json!({"id": "slow"})).await;
+    assert_eq!(
+        again["error"]["code"], "invalid",
+        "a cancelled job stays cancelled: {again}"
+    );
+    let listed = broadcast(&platform, PLAIN_APP, "list", json!({})).await;
+    assert_eq!(listed["jobs"][0]["id"], "slow", "{listed}");
+}
+
+#[tokio::test]
+async fn a_customer_service_fan_out_goes_through_send_commands() {
+    let platform = Platform::start(shared_config(), "", true).await;
+    let _replier = platform.replier().await;
+    let _worker = worker(&platform, &platform.config).await;
+    // Two users wrote to the account in the last 48 h; one never did.
+    for openid in ["o_cs_1", "o_cs_2"] {
+        platform
+            .post(
+                "/_sim/interactions",
+                json!({"appid": SAFE_APP, "openid": openid, "kind": "message"}),
+            )
+            .await;
+    }
+    broadcast(
+        &platform,
+        SAFE_APP,
+        "start",
+        json!({"id": "notice", "kind": "custom",
+        "to": {"type": "openids", "openids": ["o_cs_1", "o_cs_2", "o_cs_never"]},
+        "message": {"type": "text", "content": "Store closes early today"}}),
+    )
+    .await;
+    let done = job_until(&platform, SAFE_APP, "notice", |s| s["state"] != "running").await;
+    assert_eq!(done["state"], "done", "{done}");
+    for (openid, n) in [("o_cs_1", 1), ("o_cs_2", 1), ("o_cs_never", 0)] {
+        let got = eventually(Duration::from_secs(10), || async {
+            let got = platform.received(SAFE_APP, openid).await;
+            (got.len() == n).then_some(got)
+        })
+        .await;
+        assert!(got.is_some(), "{openid} received {n}");
+    }
+    let status = api(
+        &platform,
+        SAFE_APP,
+        apis::SEND,
+        "status",
+        json!({"id": "notice:2"}),
+    )
+    .await;
+    assert_eq!(status["errcode"], 45015, "outside the window: {status}");
 }

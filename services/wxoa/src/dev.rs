@@ -128,6 +128,7 @@ fn print_banner(config: &Config, gateway: std::net::SocketAddr, sim: &str) {
          \n  export WXOA__NATS__URL={nats}\
          \n  wxoa rules --app {DEMO_PLAIN_APP} list      wxoa rules --app {DEMO_PLAIN_APP} test --text hello\
          \n  wxoa rules --app {DEMO_PLAIN_APP} put my-rules.toml   (docs/rules.md)\
+         \nBroadcasts: wxoa broadcasts --app {DEMO_PLAIN_APP} start job.json   (docs/broadcasts.md)\
          \nFollowers: wxoa users --app {DEMO_PLAIN_APP} sync    (the simulator: POST {sim}/_sim/users/generate)\
          \nA reply not given within the budget ({budget} ms) goes out as a customer-service message.\
          \nWatch the stream:  nats --server {nats} sub '{prefix}.>'   (if the nats CLI is installed)\
