@@ -185,21 +185,15 @@ fn progress_of(app_id: &str, job: &HashMap<String, String>) -> Option<BroadcastP
 
 /// Runs or resumes the running jobs of every app, on every replica, until `shutdown`.
 pub(crate) async fn runner(shared: Arc<Shared>, shutdown: CancellationToken) {
-    loop {
-        for app_id in shared.apps.clone() {
-            if shutdown.is_cancelled() {
-                return;
-            }
-            if let Err(e) = run_app(&shared, &app_id, &shutdown).await {
+    let (kick, interval) = (&shared.kick, shared.check_interval);
+    wxoa_runtime::lease::every(&shutdown, kick, interval, || async {
+        for app_id in &shared.apps {
+            if let Err(e) = run_app(&shared, app_id, &shutdown).await {
                 tracing::warn!(app_id, error = %e, "broadcast runner failed; retrying");
             }
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = shared.kick.notified() => {}
-            _ = tokio::time::sleep(shared.check_interval) => {}
-        }
-    }
+    })
+    .await;
 }
 
 async fn run_app(

@@ -31,11 +31,11 @@ use wxoa_wire::broadcast::BroadcastCommand;
 use wxoa_wire::names::{apis, commands, consumers, keys, queues, subjects};
 
 pub mod api;
-mod error;
 pub mod finish;
 pub mod job;
 
-pub use error::BroadcastError;
+/// Every failure of the worker (shared with the other WeChat-calling workers).
+pub use wxoa_wechat::WorkerError as BroadcastError;
 
 /// The most request-API calls answered at once by one process.
 pub const MAX_REQUESTS_IN_FLIGHT: usize = 64;

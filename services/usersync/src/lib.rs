@@ -36,11 +36,11 @@ use wxoa_wire::users::SyncCommand;
 
 pub mod api;
 pub mod directory;
-mod error;
 pub mod events;
 pub mod sync;
 
-pub use error::UsersyncError;
+/// Every failure of the worker (shared with the other WeChat-calling workers).
+pub use wxoa_wechat::WorkerError as UsersyncError;
 
 /// The most request-API calls answered at once by one process.
 pub const MAX_REQUESTS_IN_FLIGHT: usize = 64;

@@ -133,26 +133,20 @@ fn progress_of(app_id: &str, job: &HashMap<String, String>) -> Option<SyncProgre
 /// running job whose lease is free. With `usersync.schedule_secs`, it also starts one per app
 /// when the last ended that long ago.
 pub(crate) async fn runner(shared: Arc<Shared>, shutdown: CancellationToken) {
-    loop {
-        for app_id in shared.apps.clone() {
-            if shutdown.is_cancelled() {
-                return;
-            }
-            if let Err(e) = schedule(&shared, &app_id).await {
+    let (kick, interval) = (&shared.kick, shared.check_interval);
+    wxoa_runtime::lease::every(&shutdown, kick, interval, || async {
+        for app_id in &shared.apps {
+            if let Err(e) = schedule(&shared, app_id).await {
                 tracing::warn!(app_id, error = %e, "scheduling a full sync failed");
             }
-            if let Err(e) = try_run(&shared, &app_id, &shutdown).await
+            if let Err(e) = try_run(&shared, app_id, &shutdown).await
                 && !matches!(e, UsersyncError::Stopped)
             {
                 tracing::warn!(app_id, error = %e, "full sync stopped; it resumes later");
             }
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = shared.kick.notified() => {}
-            _ = tokio::time::sleep(shared.check_interval) => {}
-        }
-    }
+    })
+    .await;
 }
 
 async fn schedule(shared: &Shared, app_id: &str) -> Result<(), UsersyncError> {

@@ -104,3 +104,24 @@ impl Lease {
         }
     }
 }
+
+/// The loop of a job runner: calls `tick` now, then again every `interval` or as soon as
+/// `kick` is notified (a job was started here), until `shutdown`.
+pub async fn every<F, Fut>(
+    shutdown: &CancellationToken,
+    kick: &tokio::sync::Notify,
+    interval: Duration,
+    mut tick: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
+    while !shutdown.is_cancelled() {
+        tick().await;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = kick.notified() => {}
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}

@@ -25,8 +25,10 @@ pub mod errcode;
 pub mod error;
 mod http;
 pub mod token_api;
+pub mod worker;
 
 pub use client::WechatClient;
 pub use errcode::{ErrorClass, classify};
 pub use error::WechatError;
 pub use http::http_client;
+pub use worker::WorkerError;

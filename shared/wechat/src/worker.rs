@@ -1,12 +1,12 @@
-//! [`UsersyncError`]: every failure of the user-sync worker, how it settles a JetStream message
-//! and how it answers a request.
+//! [`WorkerError`]: every failure of a worker that calls WeChat (user sync, broadcasts), how it
+//! settles a JetStream message and how it answers a request.
 
 use wxoa_runtime::consumer::Failure;
 use wxoa_wire::command::{ApiError, ApiErrorBody};
 
-/// A failure of the user-sync worker.
+/// A failure of a worker (starting, handling a message, running a job, answering a request).
 #[derive(Debug, thiserror::Error)]
-pub enum UsersyncError {
+pub enum WorkerError {
     /// NATS or Redis did not accept the connection, or a stream could not be made.
     #[error("connecting: {0}")]
     Connect(#[from] wxoa_runtime::connect::ConnectError),
@@ -19,12 +19,15 @@ pub enum UsersyncError {
     /// A message, command or request that will never be handled as it is.
     #[error("{0}")]
     Invalid(String),
-    /// Work stopped for a shutdown or a lost lease; it resumes elsewhere.
+    /// Work stopped for a shutdown, a lost lease, a pause or a cancel.
     #[error("stopped (shutdown or lost lease)")]
     Stopped,
     /// A request named something that does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// Publishing to NATS (or JetStream) failed.
+    #[error("publishing to NATS: {0}")]
+    Publish(String),
     /// Redis failed.
     #[error("talking to Redis: {0}")]
     Redis(#[from] redis::RedisError),
@@ -33,30 +36,28 @@ pub enum UsersyncError {
     Rate(#[from] wxoa_runtime::rate::RateError),
     /// A WeChat call failed.
     #[error(transparent)]
-    Wechat(#[from] wxoa_wechat::WechatError),
+    Wechat(#[from] crate::WechatError),
 }
 
-impl Failure for UsersyncError {
+impl Failure for WorkerError {
     fn is_transient(&self) -> bool {
         match self {
-            UsersyncError::Invalid(_) | UsersyncError::NotFound(_) => false,
-            UsersyncError::Wechat(e) => e.is_transient(),
+            WorkerError::Invalid(_) | WorkerError::NotFound(_) => false,
+            WorkerError::Wechat(e) => e.is_transient(),
             _ => true,
         }
     }
 }
 
-impl UsersyncError {
+impl WorkerError {
     /// The request-API answer for this error: `{"error":{"code","message"}}`; a WeChat refusal
     /// keeps its errcode in the message.
     pub fn to_api(&self) -> ApiErrorBody {
         let code = match self {
-            UsersyncError::Invalid(_) => "invalid",
-            UsersyncError::NotFound(_) => "not_found",
-            UsersyncError::Wechat(e) if !e.is_transient() && e.errcode().is_some() => "invalid",
-            UsersyncError::Redis(_) | UsersyncError::Rate(_) | UsersyncError::Wechat(_) => {
-                "unavailable"
-            }
+            WorkerError::Invalid(_) => "invalid",
+            WorkerError::NotFound(_) => "not_found",
+            WorkerError::Wechat(e) if !e.is_transient() && e.errcode().is_some() => "invalid",
+            WorkerError::Redis(_) | WorkerError::Rate(_) | WorkerError::Wechat(_) => "unavailable",
             _ => "internal",
         };
         ApiErrorBody {
