@@ -232,18 +232,7 @@ async fn run_app(
                 if !wxoa_runtime::consumer::Failure::is_transient(&e) =>
             {
                 tracing::warn!(app_id, id, error = %e, "broadcast failed");
-                let _: () = shared
-                    .redis
-                    .clone()
-                    .hset_multiple(
-                        &key,
-                        &[
-                            ("state", "failed".to_owned()),
-                            ("error", e.to_string()),
-                            ("updated_ms", now_ms().to_string()),
-                        ],
-                    )
-                    .await?;
+                wxoa_runtime::lease::fail_job(&shared.redis, &key, &e.to_string()).await?;
                 announce(shared, app_id, &id, notices::BROADCAST_FINISHED).await;
             }
             Err(e) => tracing::warn!(app_id, id, error = %e, "broadcast stopped; it resumes later"),

@@ -45,9 +45,6 @@ pub mod store;
 
 pub use error::ReplierError;
 
-/// The most request-API calls answered at once by one process.
-pub const MAX_REQUESTS_IN_FLIGHT: usize = 64;
-
 /// `SET key value EX ttl` unless the key exists; returns the existing value, if any.
 const CLAIM: &str = r"
 local v = redis.call('GET', KEYS[1])
@@ -267,19 +264,15 @@ impl App {
         let stop = shutdown.clone();
         tracker.spawn(async move { consumer::run(sender_consumer, &sender, stop, handler).await });
         for requests in [rules_api, send_api] {
-            let (shared, stop, nats) = (shared.clone(), shutdown.clone(), shared.nats.clone());
-            tracker.spawn(async move {
-                responder::serve(
-                    nats,
-                    requests,
-                    stop,
-                    grace,
-                    MAX_REQUESTS_IN_FLIGHT,
-                    move |message| api::answer(shared.clone(), message),
-                )
-                .await
-                .map_err(ReplierError::from)
-            });
+            let api_shared = shared.clone();
+            responder::spawn(
+                &tracker,
+                shared.nats.clone(),
+                requests,
+                shutdown.clone(),
+                grace,
+                move |m| api::answer(api_shared.clone(), m),
+            );
         }
         tracker.spawn(reload_rules(
             shared.clone(),

@@ -42,9 +42,6 @@ pub mod sync;
 /// Every failure of the worker (shared with the other WeChat-calling workers).
 pub use wxoa_wechat::WorkerError as UsersyncError;
 
-/// The most request-API calls answered at once by one process.
-pub const MAX_REQUESTS_IN_FLIGHT: usize = 64;
-
 /// What every task shares.
 pub(crate) struct Shared {
     nats: async_nats::Client,
@@ -209,21 +206,15 @@ impl App {
         let stop = shutdown.clone();
         tracker
             .spawn(async move { consumer::run(commands_consumer, &commands, stop, handler).await });
-        {
-            let (shared, stop, nats) = (shared.clone(), shutdown.clone(), shared.nats.clone());
-            tracker.spawn(async move {
-                responder::serve(
-                    nats,
-                    requests,
-                    stop,
-                    grace,
-                    MAX_REQUESTS_IN_FLIGHT,
-                    move |m| api::answer(shared.clone(), m),
-                )
-                .await
-                .map_err(UsersyncError::from)
-            });
-        }
+        let api_shared = shared.clone();
+        responder::spawn(
+            &tracker,
+            shared.nats.clone(),
+            requests,
+            shutdown.clone(),
+            grace,
+            move |m| api::answer(api_shared.clone(), m),
+        );
         tracker.spawn({
             let (shared, stop) = (shared.clone(), shutdown.clone());
             async move {

@@ -197,18 +197,7 @@ async fn try_run(
             if matches!(&e, UsersyncError::Wechat(w) if !w.is_transient())
                 || matches!(&e, UsersyncError::Invalid(_)) =>
         {
-            let _: () = shared
-                .redis
-                .clone()
-                .hset_multiple(
-                    &job_key,
-                    &[
-                        ("state", "failed".to_owned()),
-                        ("error", e.to_string()),
-                        ("updated_ms", now_ms().to_string()),
-                    ],
-                )
-                .await?;
+            wxoa_runtime::lease::fail_job(&shared.redis, &job_key, &e.to_string()).await?;
             finished(shared, app_id).await;
             Err(e)
         }

@@ -125,3 +125,17 @@ pub async fn every<F, Fut>(
         }
     }
 }
+
+/// Marks the job hash `key` as failed with `error` (state, error, updated_ms).
+pub async fn fail_job(redis: &RedisConn, key: &str, error: &str) -> Result<(), redis::RedisError> {
+    redis::cmd("HSET")
+        .arg(key)
+        .arg("state")
+        .arg("failed")
+        .arg("error")
+        .arg(error)
+        .arg("updated_ms")
+        .arg(crate::now_ms())
+        .query_async(&mut redis.clone())
+        .await
+}

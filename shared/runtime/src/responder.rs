@@ -136,3 +136,25 @@ pub fn answer_json<E: serde::Serialize>(result: Result<serde_json::Value, E>) ->
     .ok()
     .map(Into::into)
 }
+
+/// Runs [`serve`] as a task of `tracker` (a subscription that ends on its own is logged).
+pub fn spawn<H, Fut>(
+    tracker: &TaskTracker,
+    nats: async_nats::Client,
+    requests: Subscriber,
+    shutdown: CancellationToken,
+    grace: Duration,
+    handler: H,
+) where
+    H: Fn(async_nats::Message) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Option<Bytes>> + Send + 'static,
+{
+    tracker.spawn(async move {
+        if let Err(e) = serve(nats, requests, shutdown, grace, MAX_IN_FLIGHT, handler).await {
+            tracing::error!(error = %e, "a request API stopped");
+        }
+    });
+}
+
+/// The most requests [`spawn`] answers at once.
+pub const MAX_IN_FLIGHT: usize = 64;
