@@ -323,3 +323,41 @@ async fn a_customer_service_fan_out_goes_through_send_commands() {
     .await;
     assert_eq!(status["errcode"], 45015, "outside the window: {status}");
 }
+
+#[tokio::test]
+async fn template_job_finish_reports_are_matched_to_their_job() {
+    let platform = Platform::start(shared_config(), "", true).await;
+    platform
+        .post(
+            "/_sim/users/generate",
+            json!({"appid": SAFE_APP, "count": 5}),
+        )
+        .await;
+    platform
+        .post("/_sim/template/settings", json!({"finish_events": true}))
+        .await;
+    let _worker = worker(&platform, &platform.config).await;
+    let added = broadcast(
+        &platform,
+        SAFE_APP,
+        "template_add",
+        json!({"template_id_short": "TM5"}),
+    )
+    .await;
+    let openids: Vec<String> = (0..5).map(generated).collect();
+    broadcast(
+        &platform,
+        SAFE_APP,
+        "start",
+        json!({"id": "reported", "kind": "template",
+        "to": {"type": "openids", "openids": openids},
+        "template_id": added["template_id"], "data": {"k": {"value": "v"}}}),
+    )
+    .await;
+    let done = job_until(&platform, SAFE_APP, "reported", |s| {
+        s["state"] == "done" && s["finished"]["reports"] == 5
+    })
+    .await;
+    assert_eq!(done["finished"]["sent"], 5, "{done}");
+    assert_eq!(done["finished"]["errors"], 0, "{done}");
+}
