@@ -40,6 +40,8 @@ impl Platform {
         let sim = wxoa_sim::Sim::build(&config).await.expect("sim");
         let sim_url = sim.base_url();
         config.wechat.api_base = sim_url.clone();
+        config.wechat.open_base = sim_url.clone();
+        config.web.listen = "127.0.0.1:0".parse().expect("an address");
         tokio::spawn(gateway.run(shutdown.clone()));
         tokio::spawn(sim.run(shutdown.clone()));
         let platform = Platform {

@@ -35,6 +35,11 @@
 //!   only, `client_msg_id` de-duplication, a daily quota, records (`/_sim/templates`) and
 //!   optional `TEMPLATESENDJOBFINISH` callbacks (`/_sim/template/settings`).
 //!
+//! - Web authorization (`/connect/oauth2/authorize` with a consent page for
+//!   `snsapi_userinfo`, `sns/oauth2/*`, `sns/userinfo`, `sns/auth`) with single-use 5-minute
+//!   codes and web tokens apart from the account's, and `/_sim/jssdk/verify`, which checks a
+//!   `wx.config` signature against the jsapi_ticket the simulator hands out.
+//!
 //! What it does not do: the other REST APIs (menus, material, ...) answer
 //! 48001 until they are simulated; there is no IP allow-list, no per-API daily quota except the
 //! forced-refresh limit, the mass-send limits and the template quota (use a fault rule for
@@ -61,6 +66,7 @@ pub mod callback;
 mod control;
 mod followers;
 mod mass;
+mod oauth;
 pub mod paths;
 mod rest;
 mod state;
@@ -175,6 +181,15 @@ fn routes(shared: Arc<state::Shared>) -> axum::Router {
         .route(paths::TEMPLATE_LIST, get(templates::list_templates))
         .route(paths::TEMPLATE_DELETE, post(templates::delete_template))
         .route(paths::TEMPLATE_SEND, post(templates::send))
+        .route(paths::OAUTH_AUTHORIZE, get(oauth::authorize))
+        .route(
+            paths::OAUTH_CONFIRM,
+            get(oauth::confirm_get).post(oauth::confirm_post),
+        )
+        .route(paths::SNS_ACCESS_TOKEN, get(oauth::access_token))
+        .route(paths::SNS_REFRESH_TOKEN, get(oauth::refresh_token))
+        .route(paths::SNS_USERINFO, get(oauth::userinfo))
+        .route(paths::SNS_AUTH, get(oauth::auth))
         .route(
             paths::STATS,
             get(control::stats).delete(control::reset_stats),
@@ -203,6 +218,9 @@ fn routes(shared: Arc<state::Shared>) -> axum::Router {
             get(templates::sends).delete(templates::clear_sends),
         )
         .route(paths::TEMPLATE_SETTINGS, post(templates::settings))
+        .route(paths::JSSDK_VERIFY, post(oauth::jssdk_verify))
+        .route(paths::OAUTH, get(oauth::stats))
+        .route(paths::OAUTH_SETTINGS, post(oauth::settings))
         .route(
             paths::CLOCK,
             get(control::clock).post(control::advance_clock),

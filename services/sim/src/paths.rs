@@ -75,6 +75,21 @@ pub const TEMPLATE_LIST: &str = "/cgi-bin/template/get_all_private_template";
 pub const TEMPLATE_DELETE: &str = "/cgi-bin/template/del_private_template";
 /// `POST /cgi-bin/message/template/send?access_token=` with `{touser, template_id, data, ...}`.
 pub const TEMPLATE_SEND: &str = "/cgi-bin/message/template/send";
+/// `GET /connect/oauth2/authorize?appid&redirect_uri&response_type=code&scope&state` (the host
+/// is `open.weixin.qq.com` at WeChat): `snsapi_base` redirects with a code, `snsapi_userinfo`
+/// shows the consent page.
+pub const OAUTH_AUTHORIZE: &str = "/connect/oauth2/authorize";
+/// `GET` (or `POST` urlencoded) the consent form: `appid, redirect_uri, scope, state, openid,
+/// decision=allow|deny`.
+pub const OAUTH_CONFIRM: &str = "/connect/oauth2/authorize/confirm";
+/// `GET /sns/oauth2/access_token?appid&secret&code&grant_type=authorization_code`.
+pub const SNS_ACCESS_TOKEN: &str = "/sns/oauth2/access_token";
+/// `GET /sns/oauth2/refresh_token?appid&grant_type=refresh_token&refresh_token`.
+pub const SNS_REFRESH_TOKEN: &str = "/sns/oauth2/refresh_token";
+/// `GET /sns/userinfo?access_token&openid&lang` (a web access token of `snsapi_userinfo`).
+pub const SNS_USERINFO: &str = "/sns/userinfo";
+/// `GET /sns/auth?access_token&openid`: is the web access token valid.
+pub const SNS_AUTH: &str = "/sns/auth";
 
 /// `GET` the call counters, `DELETE` to reset them.
 pub const STATS: &str = "/_sim/stats";
@@ -109,6 +124,13 @@ pub const MASS_SETTINGS: &str = "/_sim/mass/settings";
 pub const TEMPLATE_SENDS: &str = "/_sim/templates";
 /// `POST {"finish_events"?, "finish_delay_ms"?, "daily_quota"?}`: template-send settings.
 pub const TEMPLATE_SETTINGS: &str = "/_sim/template/settings";
+/// `POST {"appid","url","timestamp","noncestr"|"nonceStr","signature"}`: check a JS-SDK
+/// `wx.config` signature against the app's current jsapi_ticket.
+pub const JSSDK_VERIFY: &str = "/_sim/jssdk/verify";
+/// `GET ?appid=`: web-authorization counters `{codes_issued, codes_used, tokens}`.
+pub const OAUTH: &str = "/_sim/oauth";
+/// `POST {"base_openid"?}`: who logs in with `snsapi_base`.
+pub const OAUTH_SETTINGS: &str = "/_sim/oauth/settings";
 
 /// The gateway's callback route for one app: `/wechat/<appid>`.
 pub fn callback(appid: &str) -> String {

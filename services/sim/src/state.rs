@@ -48,15 +48,20 @@ pub(crate) fn errmsg(errcode: i64) -> &'static str {
         40007 => "invalid media_id",
         40008 => "invalid message type",
         40013 => "invalid appid",
+        40029 => "invalid code",
+        40030 => "invalid refresh_token",
         40032 => "invalid openid list size",
         40037 => "invalid template_id",
         40097 => "invalid args",
         40102 => "invalid industry id",
         40130 => "invalid openid size, at least two openid",
         40125 => "invalid appsecret",
+        40163 => "code been used",
         41001 => "access_token missing",
         41002 => "appid missing",
         41004 => "appsecret missing",
+        41008 => "missing code",
+        41009 => "missing openid",
         42001 => "access_token expired",
         43004 => "require subscribe",
         44004 => "empty content",
@@ -96,7 +101,7 @@ pub(crate) fn rid() -> String {
     )
 }
 
-fn random_string(len: usize) -> String {
+pub(crate) fn random_string(len: usize) -> String {
     rand::rng()
         .sample_iter(&rand::distr::Alphanumeric)
         .take(len)
@@ -396,6 +401,8 @@ pub(crate) struct State {
     pub(crate) mass: crate::mass::MassStore,
     /// Templates and template sends.
     pub(crate) templates: crate::templates::TemplateStore,
+    /// Web authorization: codes, web access tokens, refresh tokens.
+    pub(crate) oauth: crate::oauth::OAuthStore,
 }
 
 impl State {
@@ -419,6 +426,7 @@ impl State {
                 .collect(),
             mass: crate::mass::MassStore::default(),
             templates: crate::templates::TemplateStore::default(),
+            oauth: crate::oauth::OAuthStore::default(),
         }
     }
 
@@ -627,6 +635,15 @@ impl State {
             (ticket.clone(), now.saturating_add(ttl_ms)),
         );
         (ticket, ttl_ms / 1000)
+    }
+
+    /// The app's current ticket of `kind` (the one `ticket/getticket` hands out) and when it
+    /// expires, without issuing one; `None` when none was ever issued.
+    pub(crate) fn current_ticket(&self, appid: &str, kind: &str) -> Option<(String, i64)> {
+        self.apps
+            .get(appid)
+            .and_then(|a| a.tickets.get(kind))
+            .cloned()
     }
 
     /// Kills every live token of the app; answers how many.

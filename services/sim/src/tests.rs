@@ -2794,3 +2794,568 @@ async fn template_sends_are_fast() {
         "2000 sends took {elapsed:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Web authorization (OAuth2) and the JS-SDK signature check.
+
+/// A client that does not follow redirects, to read the `Location` of the authorize flow.
+fn no_redirect_http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// The query parameters of a URL (values as sent: the sim only sends unreserved characters).
+fn query_of(url: &str) -> HashMap<String, String> {
+    let query = url.split_once('?').map_or("", |(_, q)| q);
+    let query = query.split('#').next().unwrap_or("");
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
+impl Running {
+    /// A raw GET without following redirects: (status, Location, body).
+    async fn raw_get(&self, path_and_query: &str) -> (StatusCode, Option<String>, String) {
+        let response = no_redirect_http()
+            .get(format!("{}{path_and_query}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+        let location = response
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_owned());
+        (status, location, response.text().await.unwrap())
+    }
+
+    async fn authorize(
+        &self,
+        appid: &str,
+        redirect_uri: &str,
+        scope: &str,
+        state: &str,
+    ) -> (StatusCode, Option<String>, String) {
+        let path =
+            wxoa_wire::web::oauth_authorize_url(appid, redirect_uri, scope, Some(state), None);
+        let path = path
+            .strip_prefix("https://open.weixin.qq.com")
+            .unwrap()
+            .split('#')
+            .next()
+            .unwrap()
+            .to_owned();
+        self.raw_get(&path).await
+    }
+
+    /// The consent form submitted (GET, as the page's form does): the redirect location.
+    async fn consent(
+        &self,
+        appid: &str,
+        redirect_uri: &str,
+        openid: &str,
+        decision: &str,
+    ) -> String {
+        let enc = wxoa_wire::web::percent_encode;
+        let (status, location, body) = self
+            .raw_get(&format!(
+                "{}?appid={appid}&redirect_uri={}&scope=snsapi_userinfo&state=S1&openid={}&decision={decision}",
+                paths::OAUTH_CONFIRM,
+                enc(redirect_uri),
+                enc(openid)
+            ))
+            .await;
+        assert_eq!(status, StatusCode::FOUND, "{body}");
+        location.unwrap()
+    }
+
+    /// A code for `openid` through the consent page.
+    async fn userinfo_code(&self, appid: &str, openid: &str) -> String {
+        let location = self
+            .consent(appid, "https://app.example/cb", openid, "allow")
+            .await;
+        query_of(&location)["code"].clone()
+    }
+
+    async fn base_code(&self, appid: &str) -> String {
+        let (status, location, body) = self
+            .authorize(appid, "https://app.example/cb", "snsapi_base", "B")
+            .await;
+        assert_eq!(status, StatusCode::FOUND, "{body}");
+        query_of(&location.unwrap())["code"].clone()
+    }
+
+    async fn exchange(&self, appid: &str, secret: &str, code: &str) -> Value {
+        self.get(&format!(
+            "{}?appid={appid}&secret={secret}&code={code}&grant_type=authorization_code",
+            paths::SNS_ACCESS_TOKEN
+        ))
+        .await
+    }
+
+    async fn sns_userinfo(&self, token: &str, openid: &str) -> Value {
+        self.get(&format!(
+            "{}?access_token={token}&openid={openid}&lang=zh_CN",
+            paths::SNS_USERINFO
+        ))
+        .await
+    }
+
+    async fn sns_auth(&self, token: &str, openid: &str) -> Value {
+        self.get(&format!(
+            "{}?access_token={token}&openid={openid}",
+            paths::SNS_AUTH
+        ))
+        .await
+    }
+}
+
+#[tokio::test]
+async fn oauth_base_scope_redirects_at_once() {
+    let sim = Running::start(GATEWAY_DOWN).await;
+    let (status, location, _) = sim
+        .authorize("wxplain", "https://app.example/cb", "snsapi_base", "st8")
+        .await;
+    assert_eq!(status, StatusCode::FOUND);
+    let location = location.unwrap();
+    assert!(
+        location.starts_with("https://app.example/cb?code="),
+        "{location}"
+    );
+    let q = query_of(&location);
+    assert_eq!(q["state"], "st8");
+    assert_eq!(q["code"].len(), 32, "{location}");
+    assert!(location.ends_with("&state=st8"), "{location}");
+
+    // An existing query is kept; a fragment stays at the end.
+    let (status, location, _) = sim
+        .authorize(
+            "wxplain",
+            "http://app.example/p?x=1&y=two#frag",
+            "snsapi_base",
+            "abc",
+        )
+        .await;
+    assert_eq!(status, StatusCode::FOUND);
+    let location = location.unwrap();
+    assert!(
+        location.starts_with("http://app.example/p?x=1&y=two&code="),
+        "{location}"
+    );
+    assert!(location.ends_with("&state=abc#frag"), "{location}");
+
+    // The base user, then another one chosen through the settings.
+    let code = sim.base_code("wxplain").await;
+    let grant = sim.exchange("wxplain", "secret-plain", &code).await;
+    assert_eq!(grant["openid"], "o_web_user", "{grant}");
+    assert_eq!(grant["scope"], "snsapi_base");
+    let set = sim
+        .post(paths::OAUTH_SETTINGS, json!({"base_openid": "o_other"}))
+        .await;
+    assert_eq!(set["base_openid"], "o_other");
+    let code = sim.base_code("wxplain").await;
+    let grant = sim.exchange("wxplain", "secret-plain", &code).await;
+    assert_eq!(grant["openid"], "o_other", "{grant}");
+
+    // Bad links: an HTML error page with status 400 naming the problem.
+    for (query, problem) in [
+        (
+            "appid=wxnope&redirect_uri=https%3A%2F%2Fa.b%2F&response_type=code&scope=snsapi_base",
+            "appid",
+        ),
+        (
+            "appid=wxplain&redirect_uri=https%3A%2F%2Fa.b%2F&response_type=token&scope=snsapi_base",
+            "response_type",
+        ),
+        (
+            "appid=wxplain&redirect_uri=https%3A%2F%2Fa.b%2F&response_type=code&scope=snsapi_login",
+            "scope",
+        ),
+        (
+            "appid=wxplain&redirect_uri=%2Frelative&response_type=code&scope=snsapi_base",
+            "redirect_uri",
+        ),
+        (
+            "appid=wxplain&redirect_uri=ftp%3A%2F%2Fa.b%2F&response_type=code&scope=snsapi_base",
+            "redirect_uri",
+        ),
+    ] {
+        let (status, location, body) = sim
+            .raw_get(&format!("{}?{query}", paths::OAUTH_AUTHORIZE))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert!(location.is_none());
+        assert!(body.contains("<html") && body.contains(problem), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn oauth_userinfo_scope_consent_page_allow_and_deny() {
+    let sim = Running::start(GATEWAY_DOWN).await;
+    let (status, location, page) = sim
+        .authorize(
+            "wxsafe",
+            "https://app.example/cb?from=menu",
+            "snsapi_userinfo",
+            "S1",
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(location.is_none());
+    for needle in [
+        "id=\"openid\"",
+        "value=\"o_web_user\"",
+        "id=\"allow\"",
+        "id=\"deny\"",
+        "action=\"/connect/oauth2/authorize/confirm\"",
+        "name=\"appid\" value=\"wxsafe\"",
+        "name=\"redirect_uri\" value=\"https://app.example/cb?from=menu\"",
+        "name=\"scope\" value=\"snsapi_userinfo\"",
+        "name=\"state\" value=\"S1\"",
+        "name=\"decision\" value=\"allow\"",
+        "name=\"decision\" value=\"deny\"",
+        "gh_safe",
+    ] {
+        assert!(page.contains(needle), "{needle} missing in {page}");
+    }
+    assert!(!page.contains("src=") && !page.contains("href="), "{page}");
+
+    // Allow: a code for the chosen user, the redirect_uri's query kept.
+    let location = sim
+        .consent(
+            "wxsafe",
+            "https://app.example/cb?from=menu",
+            "o_alice",
+            "allow",
+        )
+        .await;
+    assert!(
+        location.starts_with("https://app.example/cb?from=menu&code="),
+        "{location}"
+    );
+    let q = query_of(&location);
+    assert_eq!(q["state"], "S1");
+    let grant = sim.exchange("wxsafe", "secret-safe", &q["code"]).await;
+    assert_eq!(grant["openid"], "o_alice", "{grant}");
+    assert_eq!(grant["scope"], "snsapi_userinfo");
+
+    // Deny: back with the state and no code.
+    let location = sim
+        .consent("wxsafe", "https://app.example/cb", "o_alice", "deny")
+        .await;
+    assert_eq!(location, "https://app.example/cb?state=S1");
+
+    // The form posted urlencoded works too.
+    let response = no_redirect_http()
+        .post(format!("{}{}", sim.base, paths::OAUTH_CONFIRM))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            "appid=wxsafe&redirect_uri=https%3A%2F%2Fapp.example%2Fcb&scope=snsapi_userinfo\
+             &state=P&openid=o+bob%21&decision=allow",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 302);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let grant = sim
+        .exchange("wxsafe", "secret-safe", &query_of(&location)["code"])
+        .await;
+    assert_eq!(grant["openid"], "o bob!", "{grant}");
+
+    // A bad decision is an error page.
+    let (status, _, _) = sim
+        .raw_get(&format!(
+            "{}?appid=wxsafe&redirect_uri=https%3A%2F%2Fa.b%2F&scope=snsapi_userinfo&openid=o&decision=maybe",
+            paths::OAUTH_CONFIRM
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn oauth_code_exchange_rules() {
+    let sim = Running::start(GATEWAY_DOWN).await;
+    let code = sim.userinfo_code("wxplain", "o_carol").await;
+    let grant = sim.exchange("wxplain", "secret-plain", &code).await;
+    assert_eq!(errcode(&grant), 0, "{grant}");
+    assert_eq!(grant["expires_in"], 7200);
+    assert_eq!(grant["openid"], "o_carol");
+    assert_eq!(grant["unionid"], "uo_carol");
+    assert_eq!(grant["is_snapshotuser"], 0);
+    assert!(grant["access_token"].as_str().unwrap().len() > 20);
+    assert!(grant["refresh_token"].as_str().unwrap().len() > 20);
+
+    // Single use.
+    let again = sim.exchange("wxplain", "secret-plain", &code).await;
+    assert_eq!(errcode(&again), 40163, "{again}");
+    assert!(
+        again["errmsg"]
+            .as_str()
+            .unwrap()
+            .starts_with("code been used"),
+        "{again}"
+    );
+    // Unknown, another app's, wrong secret, unknown app, bad grant_type.
+    let unknown = sim.exchange("wxplain", "secret-plain", "nosuchcode").await;
+    assert_eq!(errcode(&unknown), 40029);
+    assert!(
+        unknown["errmsg"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid code")
+    );
+    let other = sim.userinfo_code("wxsafe", "o_carol").await;
+    assert_eq!(
+        errcode(&sim.exchange("wxplain", "secret-plain", &other).await),
+        40029
+    );
+    let fresh = sim.userinfo_code("wxplain", "o_carol").await;
+    assert_eq!(
+        errcode(&sim.exchange("wxplain", "wrong", &fresh).await),
+        40125
+    );
+    assert_eq!(
+        errcode(&sim.exchange("wxnope", "secret-plain", &fresh).await),
+        40013
+    );
+    let bad_grant = sim
+        .get(&format!(
+            "{}?appid=wxplain&secret=secret-plain&code={fresh}&grant_type=client_credential",
+            paths::SNS_ACCESS_TOKEN
+        ))
+        .await;
+    assert_eq!(errcode(&bad_grant), 40002);
+    // The failed attempts did not use it up.
+    assert_eq!(
+        errcode(&sim.exchange("wxplain", "secret-plain", &fresh).await),
+        0
+    );
+
+    // Expired after 5 minutes on the sim clock.
+    let late = sim.userinfo_code("wxplain", "o_carol").await;
+    sim.advance(301).await;
+    assert_eq!(
+        errcode(&sim.exchange("wxplain", "secret-plain", &late).await),
+        40029
+    );
+
+    let stats = sim.get(&format!("{}?appid=wxplain", paths::OAUTH)).await;
+    assert_eq!(stats["codes_issued"], 3, "{stats}");
+    assert_eq!(stats["codes_used"], 2, "{stats}");
+    assert_eq!(stats["tokens"], 2, "{stats}");
+    let calls = sim.get(paths::STATS).await;
+    assert_eq!(
+        calls["calls"]["wxplain"][paths::SNS_ACCESS_TOKEN],
+        8,
+        "{calls}"
+    );
+}
+
+#[tokio::test]
+async fn oauth_refresh_userinfo_auth_and_separate_tokens() {
+    let sim = Running::start(GATEWAY_DOWN).await;
+    let code = sim.userinfo_code("wxplain", "o_dave").await;
+    let grant = sim.exchange("wxplain", "secret-plain", &code).await;
+    let token = grant["access_token"].as_str().unwrap().to_owned();
+    let refresh = grant["refresh_token"].as_str().unwrap().to_owned();
+
+    // userinfo and auth.
+    let info = sim.sns_userinfo(&token, "o_dave").await;
+    assert_eq!(errcode(&info), 0, "{info}");
+    assert_eq!(info["openid"], "o_dave");
+    assert_eq!(info["nickname"], "Web User o_dave");
+    assert_eq!(info["sex"], 0);
+    assert_eq!(info["privilege"], json!([]));
+    assert_eq!(info["unionid"], "uo_dave");
+    assert_eq!(errcode(&sim.sns_userinfo(&token, "o_eve").await), 40003);
+    assert_eq!(errcode(&sim.sns_userinfo("bogus", "o_dave").await), 40001);
+    let ok = sim.sns_auth(&token, "o_dave").await;
+    assert_eq!(ok, json!({"errcode": 0, "errmsg": "ok"}));
+    assert_eq!(errcode(&sim.sns_auth(&token, "o_eve").await), 40003);
+    assert_eq!(errcode(&sim.sns_auth("bogus", "o_dave").await), 40001);
+
+    // A base grant's token may not read userinfo, but is valid for auth.
+    let base = sim.base_code("wxplain").await;
+    let base_grant = sim.exchange("wxplain", "secret-plain", &base).await;
+    let base_token = base_grant["access_token"].as_str().unwrap();
+    assert_eq!(
+        errcode(&sim.sns_userinfo(base_token, "o_web_user").await),
+        48001
+    );
+    assert_eq!(errcode(&sim.sns_auth(base_token, "o_web_user").await), 0);
+
+    // Web tokens and account tokens never cross.
+    assert_eq!(sim.check(&token).await, 40001);
+    let account = sim.token("wxplain", "secret-plain").await;
+    assert_eq!(sim.check(&account).await, 0);
+    assert_eq!(errcode(&sim.sns_userinfo(&account, "o_dave").await), 40001);
+
+    // Refresh: a new access token, the same refresh token.
+    let refresh_call = |rt: &str, grant_type: &str| {
+        format!(
+            "{}?appid=wxplain&grant_type={grant_type}&refresh_token={rt}",
+            paths::SNS_REFRESH_TOKEN
+        )
+    };
+    let renewed = sim.get(&refresh_call(&refresh, "refresh_token")).await;
+    assert_eq!(errcode(&renewed), 0, "{renewed}");
+    assert_eq!(renewed["refresh_token"], refresh.as_str());
+    assert_eq!(renewed["openid"], "o_dave");
+    assert_eq!(renewed["scope"], "snsapi_userinfo");
+    assert_eq!(renewed["expires_in"], 7200);
+    let new_token = renewed["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(new_token, token);
+    assert_eq!(errcode(&sim.sns_userinfo(&new_token, "o_dave").await), 0);
+    let unknown = sim.get(&refresh_call("nope", "refresh_token")).await;
+    assert_eq!(errcode(&unknown), 40030);
+    assert!(
+        unknown["errmsg"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid refresh_token")
+    );
+    assert_eq!(
+        errcode(&sim.get(&refresh_call(&refresh, "authorization_code")).await),
+        40002
+    );
+
+    // Web tokens expire after 2 h (40001), refresh tokens after 30 days.
+    sim.advance(7201).await;
+    assert_eq!(errcode(&sim.sns_auth(&new_token, "o_dave").await), 40001);
+    let renewed = sim.get(&refresh_call(&refresh, "refresh_token")).await;
+    assert_eq!(errcode(&renewed), 0, "{renewed}");
+    sim.advance(30 * 86_400).await;
+    assert_eq!(
+        errcode(&sim.get(&refresh_call(&refresh, "refresh_token")).await),
+        40030
+    );
+
+    // Faults apply to the sns paths as to the others.
+    let fault = sim
+        .post(
+            paths::FAULTS,
+            json!({"api": paths::SNS_USERINFO, "errcode": -1, "times": 1}),
+        )
+        .await;
+    assert!(fault["id"].is_u64(), "{fault}");
+    let code = sim.userinfo_code("wxplain", "o_dave").await;
+    let grant = sim.exchange("wxplain", "secret-plain", &code).await;
+    let token = grant["access_token"].as_str().unwrap();
+    assert_eq!(errcode(&sim.sns_userinfo(token, "o_dave").await), -1);
+    assert_eq!(errcode(&sim.sns_userinfo(token, "o_dave").await), 0);
+    let calls = sim.get(paths::STATS).await;
+    assert!(
+        calls["calls"]["wxplain"][paths::SNS_USERINFO]
+            .as_u64()
+            .unwrap()
+            >= 6,
+        "{calls}"
+    );
+}
+
+#[tokio::test]
+async fn jssdk_verify_against_the_current_ticket() {
+    let sim = Running::start(GATEWAY_DOWN).await;
+    let url = "https://app.example/page?a=1";
+    let now = sim.get(paths::CLOCK).await["now_ms"].as_i64().unwrap() / 1000;
+    let verify = |ticket: &str, timestamp: i64, key: &str| {
+        let signature =
+            wxoa_wire::web::jssdk_signature(ticket, "Nonce123", &timestamp.to_string(), url);
+        let mut body = json!({"appid": "wxplain", "url": format!("{url}#/route"),
+            "timestamp": timestamp, "signature": signature});
+        body[key] = json!("Nonce123");
+        body
+    };
+
+    // No ticket issued yet.
+    let answer = sim
+        .post(paths::JSSDK_VERIFY, verify("x", now, "noncestr"))
+        .await;
+    assert_eq!(
+        answer,
+        json!({"accepted": false, "reason": "no jsapi_ticket issued"})
+    );
+
+    let token = sim.token("wxplain", "secret-plain").await;
+    let ticket = sim
+        .get(&format!(
+            "{}?access_token={token}&type=jsapi",
+            paths::TICKET
+        ))
+        .await["ticket"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for key in ["noncestr", "nonceStr"] {
+        let answer = sim
+            .post(paths::JSSDK_VERIFY, verify(&ticket, now, key))
+            .await;
+        assert_eq!(answer, json!({"accepted": true}), "{key}");
+    }
+    // A string timestamp is fine too.
+    let mut body = verify(&ticket, now, "noncestr");
+    body["timestamp"] = json!(now.to_string());
+    assert_eq!(
+        sim.post(paths::JSSDK_VERIFY, body).await,
+        json!({"accepted": true})
+    );
+
+    // A wrong signature: another ticket (the wx_card one), another url.
+    let card = sim
+        .get(&format!(
+            "{}?access_token={token}&type=wx_card",
+            paths::TICKET
+        ))
+        .await["ticket"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let answer = sim
+        .post(paths::JSSDK_VERIFY, verify(&card, now, "noncestr"))
+        .await;
+    assert_eq!(
+        answer,
+        json!({"accepted": false, "reason": "invalid signature"})
+    );
+    let mut body = verify(&ticket, now, "noncestr");
+    body["url"] = json!("https://app.example/other");
+    assert_eq!(
+        sim.post(paths::JSSDK_VERIFY, body).await["reason"],
+        "invalid signature"
+    );
+
+    // An old timestamp, correctly signed.
+    let old = now - 2 * 3600 - 10;
+    let answer = sim
+        .post(paths::JSSDK_VERIFY, verify(&ticket, old, "noncestr"))
+        .await;
+    assert_eq!(
+        answer,
+        json!({"accepted": false, "reason": "timestamp too old"})
+    );
+
+    // Another app has no ticket; an unknown app is a 404.
+    let mut body = verify(&ticket, now, "noncestr");
+    body["appid"] = json!("wxsafe");
+    assert_eq!(
+        sim.post(paths::JSSDK_VERIFY, body).await["reason"],
+        "no jsapi_ticket issued"
+    );
+    let response = sim
+        .http
+        .post(format!("{}{}", sim.base, paths::JSSDK_VERIFY))
+        .json(&json!({"appid": "wxnope", "url": url, "timestamp": now, "noncestr": "n", "signature": "s"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+}

@@ -36,6 +36,8 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// The public web service: OAuth2 web authorization and JS-SDK configs.
+    Web,
     /// The broadcast worker: mass sends, template and customer-service fan-outs as jobs.
     Broadcast,
     /// Broadcast jobs of an app, through a running broadcast worker's API.

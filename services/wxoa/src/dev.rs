@@ -62,12 +62,16 @@ pub(crate) async fn run(mut config: Config) -> anyhow::Result<()> {
     config.sim.gateway_url = format!("http://127.0.0.1:{}", gateway.local_addr().port());
     let sim = wxoa_sim::Sim::build(&config).await?;
     config.wechat.api_base = sim.base_url();
+    config.wechat.open_base = sim.base_url();
+    config.web.demo = true;
     let token = wxoa_token::App::build(&config, health.clone()).await?;
     let replier = wxoa_replier::App::build(&config, health.clone()).await?;
     let usersync = wxoa_usersync::App::build(&config, health.clone()).await?;
     let broadcast = wxoa_broadcast::App::build(&config, health.clone()).await?;
+    let web = wxoa_web::App::build(&config, health.clone()).await?;
+    let web_addr = web.local_addr();
 
-    print_banner(&config, gateway.local_addr(), &sim.base_url());
+    print_banner(&config, gateway.local_addr(), &sim.base_url(), web_addr);
     let all = async {
         tokio::try_join!(
             async {
@@ -100,6 +104,7 @@ pub(crate) async fn run(mut config: Config) -> anyhow::Result<()> {
                     .await
                     .map_err(anyhow::Error::from)
             },
+            async { web.run(shutdown.clone()).await.map_err(anyhow::Error::from) },
             async { sim.run(shutdown.clone()).await.map_err(anyhow::Error::from) },
         )
     };
@@ -107,7 +112,12 @@ pub(crate) async fn run(mut config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_banner(config: &Config, gateway: std::net::SocketAddr, sim: &str) {
+fn print_banner(
+    config: &Config,
+    gateway: std::net::SocketAddr,
+    sim: &str,
+    web: std::net::SocketAddr,
+) {
     let admin = config
         .admin
         .listen
@@ -117,6 +127,7 @@ fn print_banner(config: &Config, gateway: std::net::SocketAddr, sim: &str) {
         "\nwxoa dev is running\n\
          \n  gateway    http://127.0.0.1:{port}/wechat/<appid>   (callback URL)\
          \n  simulator  {sim}   (WeChat API + /_sim/ control API)\
+         \n  web        http://{web}/demo   (OAuth2 login + JS-SDK demo page)\
          \n  admin      {admin}   (/livez /readyz /metrics)\
          \n  nats       {nats}   (subjects {prefix}.<appid>.>, stream {stream})\
          \n  apps       {apps}\

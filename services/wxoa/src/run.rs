@@ -46,6 +46,14 @@ pub(crate) async fn command(command: Command, config: Config) -> anyhow::Result<
             Ok(())
         }
         Command::Users { app, command } => crate::verbs::users(&config, app, command).await,
+        Command::Web => {
+            let (health, shutdown) = start_admin(&config).await?;
+            let app = wxoa_web::App::build(&config, health).await?;
+            with_grace(&config, &shutdown, app.run(shutdown.clone()))
+                .await
+                .transpose()?;
+            Ok(())
+        }
         Command::Broadcast => {
             let (health, shutdown) = start_admin(&config).await?;
             let app = wxoa_broadcast::App::build(&config, health).await?;

@@ -53,6 +53,7 @@ fn dev_runs_everything_and_takes_a_callback() {
         .env("WXOA__GATEWAY__LISTEN", "127.0.0.1:0")
         .env("WXOA__GATEWAY__REPLY_BUDGET_MS", "3000")
         .env("WXOA__SIM__LISTEN", "127.0.0.1:0")
+        .env("WXOA__WEB__LISTEN", "127.0.0.1:0")
         .env("WXOA__ADMIN__LISTEN", "127.0.0.1:0")
         .env("WXOA__TELEMETRY__LOG_FILTER", "warn")
         .env_remove("WXOA_CONFIG")

@@ -76,6 +76,9 @@ pub struct Config {
     /// The broadcast worker.
     #[serde(default)]
     pub broadcast: BroadcastConfig,
+    /// The public web service (OAuth2, JS-SDK).
+    #[serde(default)]
+    pub web: WebConfig,
     /// The WeChat simulator.
     #[serde(default)]
     pub sim: SimConfig,
@@ -179,6 +182,10 @@ pub struct WechatConfig {
     pub api_base: String,
     /// Per-request timeout.
     pub timeout_ms: u64,
+    /// Base URL of the web-authorization pages users' browsers are sent to (the simulator's in
+    /// development and tests).
+    #[serde(deserialize_with = "string")]
+    pub open_base: String,
 }
 
 impl Default for WechatConfig {
@@ -186,6 +193,7 @@ impl Default for WechatConfig {
         WechatConfig {
             api_base: "https://api.weixin.qq.com".into(),
             timeout_ms: 5000,
+            open_base: "https://open.weixin.qq.com".into(),
         }
     }
 }
@@ -343,6 +351,45 @@ impl Default for BroadcastConfig {
             window: 500,
             lease_ms: 15_000,
             check_interval_ms: 1_000,
+        }
+    }
+}
+
+/// `[web]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Listen address of the public web service.
+    pub listen: SocketAddr,
+    /// Its URL as browsers see it (the OAuth2 `redirect_uri` is built from it); empty: the
+    /// listen address over http.
+    #[serde(deserialize_with = "string")]
+    pub public_url: String,
+    /// Where OAuth2 may send users back: URL prefixes (`https://shop.example.com/`). Paths on
+    /// this service (`/…`) are always allowed.
+    pub return_urls: Vec<String>,
+    /// Origins allowed to call `/jssdk/config` from a browser (`https://shop.example.com`);
+    /// requests without an `Origin` header (same origin, servers) are always served.
+    pub allowed_origins: Vec<String>,
+    /// The key that signs OAuth2 `state`s and session tokens; every replica needs the same one.
+    /// Empty: a random key per process (sessions do not survive a restart).
+    pub session_secret: SecretString,
+    /// How long a session token is valid.
+    pub session_ttl_secs: u64,
+    /// Serve the demo page at `/demo` (for `wxoa dev`).
+    pub demo: bool,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            listen: "127.0.0.1:8090".parse().expect("a valid address"),
+            public_url: String::new(),
+            return_urls: Vec::new(),
+            allowed_origins: Vec::new(),
+            session_secret: SecretString::from(String::new()),
+            session_ttl_secs: 3600,
+            demo: false,
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod client;
 pub mod errcode;
 pub mod error;
 mod http;
+pub mod sns;
 pub mod token_api;
 pub mod worker;
 

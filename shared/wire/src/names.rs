@@ -392,6 +392,21 @@ pub mod keys {
         format!("{prefix}:{{{app_id}}}:broadcast:msgids")
     }
 
+    /// `<prefix>:{<appid>}:web:state:<nonce>`: a pending OAuth2 login (single use).
+    pub fn web_state(prefix: &str, app_id: &str, nonce: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:web:state:{nonce}")
+    }
+
+    /// `<prefix>:{<appid>}:web:code:<hash>`: an OAuth2 code already exchanged.
+    pub fn web_code(prefix: &str, app_id: &str, hash: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:web:code:{hash}")
+    }
+
+    /// `<prefix>:{<appid>}:web:grant:<openid>`: a user's web access_token and refresh token.
+    pub fn web_grant(prefix: &str, app_id: &str, openid: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:web:grant:{openid}")
+    }
+
     /// `<prefix>:{<appid>}:quota:<api>:<yyyymmdd>`: calls of one API that day.
     pub fn api_calls(prefix: &str, app_id: &str, api: &str, day: &str) -> String {
         format!("{prefix}:{{{app_id}}}:quota:{api}:{day}")

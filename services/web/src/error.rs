@@ -1,0 +1,75 @@
+//! [`WebError`]: every failure of the web service, and its HTTP answer in one place.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// A failure of the web service.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// NATS or Redis did not accept the connection.
+    #[error("connecting: {0}")]
+    Connect(#[from] wxoa_runtime::connect::ConnectError),
+    /// Binding or serving failed.
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+    /// The request is wrong (a missing or bad parameter).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No session, or an expired one.
+    #[error("not logged in")]
+    Unauthorized,
+    /// The origin or return URL is not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The app is not served here.
+    #[error("unknown app {0}")]
+    UnknownApp(String),
+    /// Redis failed.
+    #[error("talking to Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// WeChat refused or failed.
+    #[error(transparent)]
+    Wechat(#[from] wxoa_wechat::WechatError),
+}
+
+impl WebError {
+    /// The error's stable code (`wxoa_error` in OAuth2 redirects, `error.code` in JSON).
+    pub fn code(&self) -> &'static str {
+        match self {
+            WebError::BadRequest(_) => "bad_request",
+            WebError::Unauthorized => "unauthorized",
+            WebError::Forbidden(_) => "forbidden",
+            WebError::UnknownApp(_) => "unknown_app",
+            WebError::Wechat(e) => match e.errcode() {
+                Some(40029) => "invalid_code",
+                Some(40163) => "code_used",
+                Some(40030) => "invalid_refresh_token",
+                _ => "wechat",
+            },
+            WebError::Redis(_) | WebError::Connect(_) | WebError::Io(_) => "unavailable",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            WebError::Unauthorized => StatusCode::UNAUTHORIZED,
+            WebError::Forbidden(_) => StatusCode::FORBIDDEN,
+            WebError::UnknownApp(_) => StatusCode::NOT_FOUND,
+            WebError::Wechat(e) if e.errcode().is_some() && !e.is_transient() => {
+                StatusCode::BAD_REQUEST
+            }
+            WebError::Wechat(_) => StatusCode::BAD_GATEWAY,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code(), "message": self.to_string()}});
+        (self.status(), Json(body)).into_response()
+    }
+}
