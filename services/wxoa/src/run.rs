@@ -10,58 +10,29 @@ use wxoa_runtime::shutdown::CancellationToken;
 use crate::cli::{Command, SimCommand};
 use wxoa_wire::command::CustomMessage;
 
+/// Runs one service: the admin server, `App::build`, `App::run` until a shutdown signal and
+/// the grace period.
+macro_rules! service {
+    ($app:path, $config:expr) => {{
+        let (health, shutdown) = start_admin(&$config).await?;
+        let app = <$app>::build(&$config, health).await?;
+        with_grace(&$config, &shutdown, app.run(shutdown.clone()))
+            .await
+            .transpose()?;
+        Ok(())
+    }};
+}
+
 pub(crate) async fn command(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Dev => crate::dev::run(config).await,
-        Command::Gateway => {
-            let (health, shutdown) = start_admin(&config).await?;
-            let app = wxoa_gateway::App::build(&config, health).await?;
-            with_grace(&config, &shutdown, app.run(shutdown.clone()))
-                .await
-                .transpose()?;
-            Ok(())
-        }
-        Command::Token => {
-            let (health, shutdown) = start_admin(&config).await?;
-            let app = wxoa_token::App::build(&config, health).await?;
-            with_grace(&config, &shutdown, app.run(shutdown.clone()))
-                .await
-                .transpose()?;
-            Ok(())
-        }
-        Command::Replier => {
-            let (health, shutdown) = start_admin(&config).await?;
-            let app = wxoa_replier::App::build(&config, health).await?;
-            with_grace(&config, &shutdown, app.run(shutdown.clone()))
-                .await
-                .transpose()?;
-            Ok(())
-        }
-        Command::Usersync => {
-            let (health, shutdown) = start_admin(&config).await?;
-            let app = wxoa_usersync::App::build(&config, health).await?;
-            with_grace(&config, &shutdown, app.run(shutdown.clone()))
-                .await
-                .transpose()?;
-            Ok(())
-        }
+        Command::Gateway => service!(wxoa_gateway::App, config),
+        Command::Token => service!(wxoa_token::App, config),
+        Command::Replier => service!(wxoa_replier::App, config),
+        Command::Usersync => service!(wxoa_usersync::App, config),
         Command::Users { app, command } => crate::verbs::users(&config, app, command).await,
-        Command::Web => {
-            let (health, shutdown) = start_admin(&config).await?;
-            let app = wxoa_web::App::build(&config, health).await?;
-            with_grace(&config, &shutdown, app.run(shutdown.clone()))
-                .await
-                .transpose()?;
-            Ok(())
-        }
-        Command::Broadcast => {
-            let (health, shutdown) = start_admin(&config).await?;
-            let app = wxoa_broadcast::App::build(&config, health).await?;
-            with_grace(&config, &shutdown, app.run(shutdown.clone()))
-                .await
-                .transpose()?;
-            Ok(())
-        }
+        Command::Web => service!(wxoa_web::App, config),
+        Command::Broadcast => service!(wxoa_broadcast::App, config),
         Command::Broadcasts { app, command } => {
             crate::verbs::broadcasts(&config, app, command).await
         }
