@@ -391,15 +391,11 @@ async fn client_recovery(world: World) {
 
     // Every HTTP call was counted for the day.
     let day = wxoa_wire::envelope::utc_day(wxoa_runtime::now_ms());
-    let key = keys::api_calls(
-        &world.config.redis.key_prefix,
-        PLAIN_APP,
-        "cgi-bin_getcallbackip",
-        &day,
-    );
+    let key = keys::api_calls(&world.config.redis.key_prefix, PLAIN_APP, &day);
     let (count, ttl): (Option<u64>, i64) = redis::pipe()
-        .cmd("GET")
+        .cmd("HGET")
         .arg(&key)
+        .arg("/cgi-bin/getcallbackip")
         .cmd("TTL")
         .arg(&key)
         .query_async(&mut world.redis.clone())

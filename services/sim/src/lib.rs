@@ -40,10 +40,16 @@
 //!   codes and web tokens apart from the account's, and `/_sim/jssdk/verify`, which checks a
 //!   `wx.config` signature against the jsapi_ticket the simulator hands out.
 //!
-//! What it does not do: the other REST APIs (menus, material, ...) answer
-//! 48001 until they are simulated; there is no IP allow-list, no per-API daily quota except the
-//! forced-refresh limit, the mass-send limits and the template quota (use a fault rule for
-//! 45009), no persistence (a restart forgets every
+//! - Custom menus (`menu/*`, `get_current_selfmenu_info`, conditional menus and `trymatch`)
+//!   with WeChat's button rules; QR codes (`qrcode/create`, `showqrcode` answering a PNG,
+//!   `/_sim/qrcodes`); quotas: every call is counted per app, path and China day,
+//!   `openapi/quota/get` reports it against WeChat's daily limits, token-checked APIs with a
+//!   listed (or `/_sim/quota/settings`) limit answer 45009 past it, and `clear_quota` resets the
+//!   day's counters 10 times a month.
+//!
+//! What it does not do: the other REST APIs (material, ...) answer
+//! 48001 until they are simulated; there is no IP allow-list, no per-minute quota,
+//! no persistence (a restart forgets every
 //! token) and no HTTPS.
 //!
 //! # Layout
@@ -66,8 +72,11 @@ pub mod callback;
 mod control;
 mod followers;
 mod mass;
+mod menus;
 mod oauth;
 pub mod paths;
+mod qrcodes;
+mod quota;
 mod rest;
 mod state;
 mod templates;
@@ -181,6 +190,17 @@ fn routes(shared: Arc<state::Shared>) -> axum::Router {
         .route(paths::TEMPLATE_LIST, get(templates::list_templates))
         .route(paths::TEMPLATE_DELETE, post(templates::delete_template))
         .route(paths::TEMPLATE_SEND, post(templates::send))
+        .route(paths::MENU_CREATE, post(menus::create))
+        .route(paths::MENU_GET, get(menus::get))
+        .route(paths::MENU_DELETE, get(menus::delete))
+        .route(paths::MENU_SELFMENU_INFO, get(menus::selfmenu_info))
+        .route(paths::MENU_ADD_CONDITIONAL, post(menus::add_conditional))
+        .route(paths::MENU_DEL_CONDITIONAL, post(menus::del_conditional))
+        .route(paths::MENU_TRYMATCH, post(menus::trymatch))
+        .route(paths::QRCODE_CREATE, post(qrcodes::create))
+        .route(paths::SHOW_QRCODE, get(qrcodes::show))
+        .route(paths::QUOTA_GET, post(quota::quota_get))
+        .route(paths::CLEAR_QUOTA, post(quota::clear_quota))
         .route(paths::OAUTH_AUTHORIZE, get(oauth::authorize))
         .route(
             paths::OAUTH_CONFIRM,
@@ -218,6 +238,9 @@ fn routes(shared: Arc<state::Shared>) -> axum::Router {
             get(templates::sends).delete(templates::clear_sends),
         )
         .route(paths::TEMPLATE_SETTINGS, post(templates::settings))
+        .route(paths::QRCODES, get(qrcodes::list))
+        .route(paths::QUOTA, get(quota::report).post(quota::settings))
+        .route(paths::QUOTA_SETTINGS, post(quota::settings))
         .route(paths::JSSDK_VERIFY, post(oauth::jssdk_verify))
         .route(paths::OAUTH, get(oauth::stats))
         .route(paths::OAUTH_SETTINGS, post(oauth::settings))

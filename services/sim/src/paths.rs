@@ -75,6 +75,28 @@ pub const TEMPLATE_LIST: &str = "/cgi-bin/template/get_all_private_template";
 pub const TEMPLATE_DELETE: &str = "/cgi-bin/template/del_private_template";
 /// `POST /cgi-bin/message/template/send?access_token=` with `{touser, template_id, data, ...}`.
 pub const TEMPLATE_SEND: &str = "/cgi-bin/message/template/send";
+/// `POST /cgi-bin/menu/create?access_token=` with `{button: [...]}`: the default menu.
+pub const MENU_CREATE: &str = "/cgi-bin/menu/create";
+/// `GET /cgi-bin/menu/get?access_token=`: the default and conditional menus.
+pub const MENU_GET: &str = "/cgi-bin/menu/get";
+/// `GET /cgi-bin/menu/delete?access_token=`: removes the default and conditional menus.
+pub const MENU_DELETE: &str = "/cgi-bin/menu/delete";
+/// `GET /cgi-bin/get_current_selfmenu_info?access_token=`.
+pub const MENU_SELFMENU_INFO: &str = "/cgi-bin/get_current_selfmenu_info";
+/// `POST /cgi-bin/menu/addconditional?access_token=` with `{button, matchrule}`.
+pub const MENU_ADD_CONDITIONAL: &str = "/cgi-bin/menu/addconditional";
+/// `POST /cgi-bin/menu/delconditional?access_token=` with `{menuid}`.
+pub const MENU_DEL_CONDITIONAL: &str = "/cgi-bin/menu/delconditional";
+/// `POST /cgi-bin/menu/trymatch?access_token=` with `{user_id}`.
+pub const MENU_TRYMATCH: &str = "/cgi-bin/menu/trymatch";
+/// `POST /cgi-bin/qrcode/create?access_token=` with `{expire_seconds?, action_name, action_info}`.
+pub const QRCODE_CREATE: &str = "/cgi-bin/qrcode/create";
+/// `GET /cgi-bin/showqrcode?ticket=` (no access_token; `mp.weixin.qq.com` at WeChat): the image.
+pub const SHOW_QRCODE: &str = "/cgi-bin/showqrcode";
+/// `POST /cgi-bin/openapi/quota/get?access_token=` with `{cgi_path}`.
+pub const QUOTA_GET: &str = "/cgi-bin/openapi/quota/get";
+/// `POST /cgi-bin/clear_quota?access_token=` with `{appid}`.
+pub const CLEAR_QUOTA: &str = "/cgi-bin/clear_quota";
 /// `GET /connect/oauth2/authorize?appid&redirect_uri&response_type=code&scope&state` (the host
 /// is `open.weixin.qq.com` at WeChat): `snsapi_base` redirects with a code, `snsapi_userinfo`
 /// shows the consent page.
@@ -131,6 +153,13 @@ pub const JSSDK_VERIFY: &str = "/_sim/jssdk/verify";
 pub const OAUTH: &str = "/_sim/oauth";
 /// `POST {"base_openid"?}`: who logs in with `snsapi_base`.
 pub const OAUTH_SETTINGS: &str = "/_sim/oauth/settings";
+/// `GET ?appid=`: the QR codes issued to the app.
+pub const QRCODES: &str = "/_sim/qrcodes";
+/// `GET ?appid=` today's API calls and limits; `POST {"api","daily_limit"}` sets (a number) or
+/// removes (`null`) the daily limit of one API.
+pub const QUOTA: &str = "/_sim/quota";
+/// `POST {"api","daily_limit"}`: the same as `POST` [`QUOTA`].
+pub const QUOTA_SETTINGS: &str = "/_sim/quota/settings";
 
 /// The gateway's callback route for one app: `/wechat/<appid>`.
 pub fn callback(appid: &str) -> String {

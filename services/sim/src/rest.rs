@@ -111,7 +111,14 @@ pub(crate) async fn authorized(
     let token = q.get("access_token").map(String::as_str);
     let appid = token.and_then(|t| sim.lock().token_app(t));
     sim.enter(appid.as_deref(), api, false).await?;
-    sim.lock().check_token(token)
+    let state = sim.lock();
+    let appid = state.check_token(token)?;
+    // Past the API's daily limit (calls counted above, on the sim day): 45009.
+    let day = state.clock.day();
+    if state.quota.exceeded(&appid, api, day) {
+        return Err(SimError::api(45009));
+    }
+    Ok(appid)
 }
 
 /// `GET /cgi-bin/ticket/getticket`.

@@ -48,10 +48,23 @@ pub(crate) fn errmsg(errcode: i64) -> &'static str {
         40007 => "invalid media_id",
         40008 => "invalid message type",
         40013 => "invalid appid",
+        40016 => "invalid button size",
+        40017 => "invalid button type",
+        40018 => "invalid button name size",
+        40019 => "invalid button key size",
+        40020 => "invalid button url size",
+        40022 => "invalid sub button level",
+        40023 => "invalid sub button size",
+        40024 => "invalid sub button type",
+        40025 => "invalid sub button name size",
+        40026 => "invalid sub button key size",
+        40027 => "invalid sub button url size",
         40029 => "invalid code",
         40030 => "invalid refresh_token",
         40032 => "invalid openid list size",
         40037 => "invalid template_id",
+        40054 => "invalid sub button url domain",
+        40055 => "invalid button url domain",
         40097 => "invalid args",
         40102 => "invalid industry id",
         40130 => "invalid openid size, at least two openid",
@@ -84,8 +97,16 @@ pub(crate) fn errmsg(errcode: i64) -> &'static str {
         45157 => "tag name duplicated",
         45158 => "tag name too long",
         45159 => "invalid tag id",
+        46002 => "no menu version",
+        46003 => "menu no exist",
         47001 => "data format error",
         48001 => "api unauthorized",
+        48006 => "forbid to clear quota because of reaching the limit",
+        65301 => "no such menuid",
+        65302 => "no such user",
+        65303 => "there is no selfmenu, please create selfmenu first",
+        65304 => "match rule empty",
+        65305 => "menu count limit",
         _ => "simulated error",
     }
 }
@@ -403,6 +424,12 @@ pub(crate) struct State {
     pub(crate) templates: crate::templates::TemplateStore,
     /// Web authorization: codes, web access tokens, refresh tokens.
     pub(crate) oauth: crate::oauth::OAuthStore,
+    /// Custom menus (default and conditional).
+    pub(crate) menus: crate::menus::MenuStore,
+    /// QR codes.
+    pub(crate) qrcodes: crate::qrcodes::QrStore,
+    /// Per-day API call counters, daily limits and `clear_quota` resets.
+    pub(crate) quota: crate::quota::QuotaStore,
 }
 
 impl State {
@@ -427,6 +454,9 @@ impl State {
             mass: crate::mass::MassStore::default(),
             templates: crate::templates::TemplateStore::default(),
             oauth: crate::oauth::OAuthStore::default(),
+            menus: crate::menus::MenuStore::default(),
+            qrcodes: crate::qrcodes::QrStore::default(),
+            quota: crate::quota::QuotaStore::default(),
         }
     }
 
@@ -446,6 +476,8 @@ impl State {
     /// Counts the call and consumes the matching fault rules: the summed latency and the first
     /// failure (an HTTP status wins over an errcode within one rule).
     fn enter(&mut self, appid: &str, api: &str, force: bool) -> (u64, Option<SimError>) {
+        let day = self.clock.day();
+        self.quota.count(appid, api, day);
         let calls = self.stats.calls.entry(appid.to_owned()).or_default();
         *calls.entry(api.to_owned()).or_default() += 1;
         if force {

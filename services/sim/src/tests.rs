@@ -210,7 +210,7 @@ async fn classic_token_overlap_and_errors() {
         errcode(&sim.post(paths::STABLE_TOKEN, json!("not an object")).await),
         47001
     );
-    let unknown = sim.get("/cgi-bin/menu/get").await;
+    let unknown = sim.get("/cgi-bin/material/get_materialcount").await;
     assert_eq!(errcode(&unknown), 48001, "{unknown}");
 }
 
@@ -3358,4 +3358,611 @@ async fn jssdk_verify_against_the_current_ticket() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 404);
+}
+
+// ---- menus, QR codes, quotas ----------------------------------------------------------------
+
+fn click(name: &str, key: &str) -> Value {
+    json!({"type": "click", "name": name, "key": key})
+}
+
+fn view(name: &str, url: &str) -> Value {
+    json!({"type": "view", "name": name, "url": url})
+}
+
+#[tokio::test]
+async fn menu_create_validation_errors() {
+    let sim = Running::start(GATEWAY_DOWN).await;
+    let token = sim.token("wxsafe", "secret-safe").await;
+    let create =
+        |button: Value| sim.api_post(paths::MENU_CREATE, &token, json!({"button": button}));
+    let sub = |subs: Vec<Value>| json!({"name": "菜单", "sub_button": subs});
+    let long = |n: usize| "x".repeat(n);
+    let cases: Vec<(Value, i64, &str)> = vec![
+        (json!([]), 40016, "no buttons"),
+        (json!(vec![click("a", "k"); 4]), 40016, "four buttons"),
+        (json!("x"), 40016, "not a list"),
+        (json!([click("", "k")]), 40018, "empty name"),
+        (json!([click(&long(17), "k")]), 40018, "17-byte top name"),
+        (
+            json!([click("一二三四五六", "k")]),
+            40018,
+            "18 bytes of Chinese",
+        ),
+        (
+            json!([{"name": "a", "type": "nope"}]),
+            40017,
+            "unknown type",
+        ),
+        (json!([{"name": "a"}]), 40017, "neither type nor sub_button"),
+        (json!([click("a", "")]), 40019, "empty key"),
+        (json!([click("a", &long(129))]), 40019, "129-byte key"),
+        (
+            json!([{"type": "scancode_push", "name": "a"}]),
+            40019,
+            "scancode without key",
+        ),
+        (json!([view("a", "")]), 40020, "empty url"),
+        (
+            json!([view("a", &format!("https://a.cn/{}", long(1020)))]),
+            40020,
+            "long url",
+        ),
+        (json!([view("a", "ftp://a.cn/")]), 40055, "not http(s)"),
+        (
+            json!([{"name": "a", "sub_button": []}]),
+            40023,
+            "empty sub menu",
+        ),
+        (
+            json!([sub(vec![click("s", "k"); 6])]),
+            40023,
+            "six sub buttons",
+        ),
+        (
+            json!([sub(vec![click(&long(61), "k")])]),
+            40025,
+            "61-byte sub name",
+        ),
+        (
+            json!([sub(vec![json!({"name": "s", "type": "bad"})])]),
+            40024,
+            "sub type",
+        ),
+        (json!([sub(vec![click("s", &long(129))])]), 40026, "sub key"),
+        (json!([sub(vec![view("s", "")])]), 40027, "sub url size"),
+        (
+            json!([sub(vec![view("s", "weixin://x")])]),
+            40054,
+            "sub url domain",
+        ),
+        (
+            json!([sub(vec![sub(vec![click("s", "k")])])]),
+            40022,
+            "nested sub menu",
+        ),
+        (
+            json!([{"type": "media_id", "name": "m"}]),
+            40007,
+            "media_id missing",
+        ),
+        (
+            json!([{"type": "article_id", "name": "m"}]),
+            40097,
+            "article_id missing",
+        ),
+        (
+            json!([{"type": "miniprogram", "name": "m", "url": "http://a.cn", "pagepath": "p"}]),
+            40097,
+            "miniprogram without appid",
+        ),
+        (
+            json!([{"type": "miniprogram", "name": "m", "appid": "wxa", "pagepath": "p"}]),
+            40020,
+            "miniprogram without url",
+        ),
+    ];
+    for (button, code, what) in cases {
+        let answer = create(button).await;
+        assert_eq!(errcode(&answer), code, "{what}: {answer}");
+    }
+    let answer = sim
+        .post(
+            &format!("{}?access_token={token}", paths::MENU_CREATE),
+            json!({}),
+        )
+        .await;
+    assert_eq!(errcode(&answer), 40016, "{answer}");
+    // Nothing was stored.
+    assert_eq!(
+        errcode(&sim.api_get(paths::MENU_GET, &token, "").await),
+        46003
+    );
+
+    // The limits themselves are fine: 16-byte top name, 60-byte sub name, 128-byte key,
+    // 1024-byte url, 5 sub-buttons, every type.
+    let url = format!("https://a.cn/{}", long(1024 - "https://a.cn/".len()));
+    let ok = json!([
+        {"name": "一二三四五x", "sub_button": [
+            click(&long(60), &long(128)),
+            view("v", &url),
+            {"type": "miniprogram", "name": "mp", "url": "http://mp.weixin.qq.com", "appid": "wx286b93c14bbf93aa", "pagepath": "pages/lunar/index"},
+            {"type": "media_id", "name": "m", "media_id": "MEDIA"},
+            {"type": "article_view_limited", "name": "a", "article_id": "ART"},
+        ]},
+        {"name": "扫码", "sub_button": [
+            {"type": "scancode_push", "name": "s1", "key": "k1"},
+            {"type": "scancode_waitmsg", "name": "s2", "key": "k2"},
+            {"type": "pic_sysphoto", "name": "s3", "key": "k3"},
+            {"type": "pic_photo_or_album", "name": "s4", "key": "k4"},
+            {"type": "pic_weixin", "name": "s5", "key": "k5"},
+        ]},
+        {"type": "location_select", "name": "位置", "key": "loc", "sub_button": []},
+    ]);
+    let answer = create(ok).await;
+    assert_eq!(answer, json!({"errcode": 0, "errmsg": "ok"}));
+}
+
+#[tokio::test]
+async fn menu_create_get_selfmenu_delete() {
+    let sim = Running::start(GATEWAY_DOWN).await;
+    let token = sim.token("wxsafe", "secret-safe").await;
+    let none = sim.api_get(paths::MENU_GET, &token, "").await;
+    assert_eq!(errcode(&none), 46003, "{none}");
+    assert!(
+        none["errmsg"]
+            .as_str()
+            .unwrap()
+            .starts_with("menu no exist")
+    );
+    let info = sim.api_get(paths::MENU_SELFMENU_INFO, &token, "").await;
+    assert_eq!(info["is_menu_open"], 0, "{info}");
+
+    let buttons = json!([
+        click("今日歌曲", "V1001_TODAY_MUSIC"),
+        {"name": "菜单", "sub_button": [view("搜索", "http://www.soso.com/"), click("赞", "V1001_GOOD")]},
+    ]);
+    let answer = sim
+        .api_post(paths::MENU_CREATE, &token, json!({"button": buttons}))
+        .await;
+    assert_eq!(errcode(&answer), 0, "{answer}");
+    let menu = sim.api_get(paths::MENU_GET, &token, "").await;
+    assert_eq!(menu["menu"]["button"], buttons, "{menu}");
+    assert!(menu["menu"]["menuid"].is_u64(), "{menu}");
+    assert_eq!(menu["conditionalmenu"], json!([]));
+    let info = sim.api_get(paths::MENU_SELFMENU_INFO, &token, "").await;
+    assert_eq!(info["is_menu_open"], 1, "{info}");
+    assert_eq!(info["selfmenu_info"]["button"][0], buttons[0]);
+    assert_eq!(info["selfmenu_info"]["button"][1]["name"], "菜单");
+    assert_eq!(
+        info["selfmenu_info"]["button"][1]["sub_button"]["list"],
+        buttons[1]["sub_button"]
+    );
+    // Another app has none.
+    let other = sim.token("wxplain", "secret-plain").await;
+    assert_eq!(
+        errcode(&sim.api_get(paths::MENU_GET, &other, "").await),
+        46003
+    );
+
+    // A second create replaces the menu.
+    let replaced = json!([click("新", "NEW")]);
+    sim.api_post(paths::MENU_CREATE, &token, json!({"button": replaced}))
+        .await;
+    let menu = sim.api_get(paths::MENU_GET, &token, "").await;
+    assert_eq!(menu["menu"]["button"], replaced);
+
+    let answer = sim.api_get(paths::MENU_DELETE, &token, "").await;
+    assert_eq!(answer, json!({"errcode": 0, "errmsg": "ok"}));
+    assert_eq!(
+        errcode(&sim.api_get(paths::MENU_GET, &token, "").await),
+        46003
+    );
+    // Deleting without a menu is fine; the token is checked.
+    assert_eq!(
+        errcode(&sim.api_get(paths::MENU_DELETE, &token, "").await),
+        0
+    );
+    assert_eq!(
+        errcode(&sim.api_get(paths::MENU_DELETE, "bad", "").await),
+        40001
+    );
+}
+
+#[tokio::test]
+async fn conditional_menus_add_trymatch_delete() {
+    let sim = Running::start(GATEWAY_DOWN).await;
+    let token = sim.token("wxsafe", "secret-safe").await;
+    sim.generate("wxsafe", 3).await;
+    let ids = gen_ids(0..3);
+    let tag = sim
+        .api_post(paths::TAGS_CREATE, &token, json!({"tag": {"name": "vip"}}))
+        .await["tag"]["id"]
+        .as_i64()
+        .unwrap();
+    let tagged = sim
+        .api_post(
+            paths::TAGS_BATCH_TAG,
+            &token,
+            json!({"openid_list": [ids[0]], "tagid": tag}),
+        )
+        .await;
+    assert_eq!(errcode(&tagged), 0, "{tagged}");
+
+    let vip = json!([click("VIP", "VIP")]);
+    let add = |rule: Value| {
+        sim.api_post(
+            paths::MENU_ADD_CONDITIONAL,
+            &token,
+            json!({"button": vip, "matchrule": rule}),
+        )
+    };
+    // No default menu yet.
+    assert_eq!(
+        errcode(&add(json!({"tag_id": tag.to_string()})).await),
+        65303
+    );
+    let default = json!([click("默认", "DEFAULT")]);
+    sim.api_post(paths::MENU_CREATE, &token, json!({"button": default}))
+        .await;
+    assert_eq!(errcode(&add(json!({})).await), 65304);
+    assert_eq!(errcode(&add(json!({"tag_id": ""})).await), 65304);
+    let answer = sim
+        .api_post(
+            paths::MENU_ADD_CONDITIONAL,
+            &token,
+            json!({"button": [], "matchrule": {"tag_id": "2"}}),
+        )
+        .await;
+    assert_eq!(
+        errcode(&answer),
+        40016,
+        "the buttons are checked as menu/create"
+    );
+
+    let platform = add(json!({"client_platform_type": "2"})).await;
+    assert!(platform["menuid"].is_string(), "{platform}");
+    let answer = add(json!({"tag_id": tag})).await;
+    let menuid = answer["menuid"].as_str().unwrap().to_owned();
+
+    let menu = sim.api_get(paths::MENU_GET, &token, "").await;
+    let conditional = menu["conditionalmenu"].as_array().unwrap();
+    assert_eq!(conditional.len(), 2, "{menu}");
+    assert_eq!(
+        conditional[1]["matchrule"],
+        json!({"tag_id": tag.to_string()})
+    );
+    assert_eq!(conditional[1]["menuid"].to_string(), menuid);
+    assert_eq!(conditional[1]["button"], vip);
+
+    let trymatch =
+        |user: &str| sim.api_post(paths::MENU_TRYMATCH, &token, json!({"user_id": user}));
+    assert_eq!(trymatch(&ids[0]).await, json!({"button": vip}));
+    assert_eq!(trymatch(&ids[1]).await, json!({"button": default}));
+    assert_eq!(errcode(&trymatch("o_nobody").await), 65302);
+    assert_eq!(
+        errcode(&sim.api_post(paths::MENU_TRYMATCH, &token, json!({})).await),
+        40097
+    );
+
+    let del = |id: Value| sim.api_post(paths::MENU_DEL_CONDITIONAL, &token, json!({"menuid": id}));
+    assert_eq!(errcode(&del(json!("1")).await), 65301);
+    assert_eq!(errcode(&del(json!("x")).await), 40097);
+    assert_eq!(errcode(&del(json!(menuid)).await), 0);
+    assert_eq!(errcode(&del(json!(menuid)).await), 65301);
+    assert_eq!(trymatch(&ids[0]).await, json!({"button": default}));
+
+    // menu/delete removes the conditional menus too.
+    sim.api_get(paths::MENU_DELETE, &token, "").await;
+    let platform_id = platform["menuid"].as_str().unwrap().parse::<u64>().unwrap();
+    assert_eq!(errcode(&del(json!(platform_id)).await), 65301);
+    assert_eq!(errcode(&trymatch(&ids[0]).await), 46003);
+}
+
+fn qr(action: &str, scene: Value) -> Value {
+    json!({"action_name": action, "action_info": {"scene": scene}})
+}
+
+/// Percent-encodes a ticket for a query string.
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn qrcodes_temporary_permanent_string_and_image() {
+    let sim = Running::start(GATEWAY_DOWN).await;
+    let token = sim.token("wxsafe", "secret-safe").await;
+    let create = |body: Value| sim.api_post(paths::QRCODE_CREATE, &token, body);
+
+    // Temporary, default and explicit life.
+    let temp = create(qr("QR_SCENE", json!({"scene_id": 123}))).await;
+    assert_eq!(temp["expire_seconds"], 60, "{temp}");
+    assert!(
+        temp["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://weixin.qq.com/q/"),
+        "{temp}"
+    );
+    let mut body = qr("QR_STR_SCENE", json!({"scene_str": "test"}));
+    body["expire_seconds"] = json!(2_592_000);
+    let month = create(body).await;
+    assert_eq!(month["expire_seconds"], 2_592_000, "{month}");
+    let mut body = qr("QR_SCENE", json!({"scene_id": 4_294_967_295u64}));
+    body["expire_seconds"] = json!(604_800);
+    assert_eq!(create(body).await["expire_seconds"], 604_800);
+
+    // Permanent: no expire_seconds, the same scene answers the same code.
+    let limit = create(qr("QR_LIMIT_SCENE", json!({"scene_id": 100_000}))).await;
+    assert!(
+        limit["ticket"].is_string() && limit.get("expire_seconds").is_none(),
+        "{limit}"
+    );
+    let again = create(qr("QR_LIMIT_SCENE", json!({"scene_id": 100_000}))).await;
+    assert_eq!(again["ticket"], limit["ticket"]);
+    let limit_str = create(qr(
+        "QR_LIMIT_STR_SCENE",
+        json!({"scene_str": "x".repeat(64)}),
+    ))
+    .await;
+    assert!(limit_str["ticket"].is_string(), "{limit_str}");
+
+    // The rules: 40097.
+    let mut too_long = qr("QR_SCENE", json!({"scene_id": 1}));
+    too_long["expire_seconds"] = json!(2_592_001);
+    let mut zero = qr("QR_SCENE", json!({"scene_id": 1}));
+    zero["expire_seconds"] = json!(0);
+    for (body, what) in [
+        (too_long, "over 30 days"),
+        (zero, "no life"),
+        (qr("QR_SCENE", json!({"scene_id": 0})), "scene_id 0"),
+        (
+            qr("QR_SCENE", json!({"scene_id": 4_294_967_296u64})),
+            "over 32 bits",
+        ),
+        (qr("QR_SCENE", json!({"scene_id": -1})), "negative"),
+        (
+            qr("QR_LIMIT_SCENE", json!({"scene_id": 100_001})),
+            "permanent over 100000",
+        ),
+        (qr("QR_LIMIT_SCENE", json!({"scene_id": 0})), "permanent 0"),
+        (
+            qr("QR_STR_SCENE", json!({"scene_str": ""})),
+            "empty scene_str",
+        ),
+        (
+            qr("QR_LIMIT_STR_SCENE", json!({"scene_str": "字".repeat(65)})),
+            "65 chars",
+        ),
+        (
+            qr("QR_STR_SCENE", json!({"scene_id": 1})),
+            "string scene without scene_str",
+        ),
+        (qr("QR_NOPE", json!({"scene_id": 1})), "bad action_name"),
+        (
+            json!({"action_name": "QR_SCENE", "action_info": {"scene_id": 1}}),
+            "no scene wrapper",
+        ),
+        (json!({"action_name": "QR_SCENE"}), "no action_info"),
+    ] {
+        let answer = create(body).await;
+        assert_eq!(errcode(&answer), 40097, "{what}: {answer}");
+    }
+
+    // The image: a PNG without access_token.
+    let show = |ticket: &str| {
+        sim.http
+            .get(format!(
+                "{}{}?ticket={}",
+                sim.base,
+                paths::SHOW_QRCODE,
+                url_encode(ticket)
+            ))
+            .send()
+    };
+    let ticket = temp["ticket"].as_str().unwrap().to_owned();
+    assert!(ticket.contains('='), "the ticket needs encoding: {ticket}");
+    let response = show(&ticket).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], "image/png");
+    let png = response.bytes().await.unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(&png[12..16], b"IHDR");
+    assert_eq!(&png[png.len() - 8..png.len() - 4], b"IEND");
+    assert_eq!(show("nope").await.unwrap().status().as_u16(), 404);
+
+    // The control listing.
+    let listed = sim.get(&format!("{}?appid=wxsafe", paths::QRCODES)).await;
+    assert_eq!(listed["permanent"], 2, "{listed}");
+    let codes = listed["codes"].as_array().unwrap();
+    assert_eq!(codes.len(), 5, "{listed}");
+    assert_eq!(codes[0]["ticket"], temp["ticket"]);
+    assert_eq!(codes[0]["action_name"], "QR_SCENE");
+    assert_eq!(codes[0]["scene"], json!({"scene_id": 123}));
+    assert_eq!(codes[0]["expired"], false);
+    assert!(codes[3]["expires_ms"].is_null(), "{listed}");
+
+    // Temporary codes expire; permanent ones do not.
+    sim.advance(61).await;
+    assert_eq!(show(&ticket).await.unwrap().status().as_u16(), 404);
+    let listed = sim.get(&format!("{}?appid=wxsafe", paths::QRCODES)).await;
+    assert_eq!(listed["codes"][0]["expired"], true);
+    let limit_ticket = limit["ticket"].as_str().unwrap();
+    assert_eq!(show(limit_ticket).await.unwrap().status().as_u16(), 200);
+    let month_ticket = month["ticket"].as_str().unwrap();
+    assert_eq!(show(month_ticket).await.unwrap().status().as_u16(), 200);
+}
+
+#[test]
+fn permanent_qrcodes_stop_at_100000() {
+    use crate::qrcodes::{MAX_PERMANENT, QrStore, check_request};
+    let mut store = QrStore::default();
+    for i in 0..MAX_PERMANENT {
+        let request = check_request(&qr(
+            "QR_LIMIT_STR_SCENE",
+            json!({"scene_str": i.to_string()}),
+        ))
+        .expect("valid");
+        store.create("wxa", request, 0).expect("within the limit");
+    }
+    assert_eq!(store.permanent_count("wxa"), MAX_PERMANENT);
+    let old = check_request(&qr("QR_LIMIT_STR_SCENE", json!({"scene_str": "7"}))).unwrap();
+    assert!(
+        store.create("wxa", old, 0).is_ok(),
+        "an existing scene is answered again"
+    );
+    let new = check_request(&qr("QR_LIMIT_SCENE", json!({"scene_id": 1}))).unwrap();
+    match store.create("wxa", new, 0) {
+        Err(crate::SimError::Api { errcode, .. }) => assert_eq!(errcode, 45009),
+        other => panic!("expected 45009: {other:?}"),
+    }
+    let temp = check_request(&qr("QR_SCENE", json!({"scene_id": 1}))).unwrap();
+    assert!(
+        store.create("wxa", temp, 0).is_ok(),
+        "temporary codes are not limited"
+    );
+}
+
+#[tokio::test]
+async fn quota_get_limits_and_clear_quota() {
+    let sim = Running::start(GATEWAY_DOWN).await;
+    let token = sim.token("wxsafe", "secret-safe").await;
+    let quota = |path: &str| sim.api_post(paths::QUOTA_GET, &token, json!({"cgi_path": path}));
+    let menu = json!({"button": [click("a", "k")]});
+
+    let answer = quota(paths::MENU_CREATE).await;
+    assert_eq!(
+        answer,
+        json!({"errcode": 0, "errmsg": "ok", "quota": {"daily_limit": 1000, "used": 0, "remain": 1000}})
+    );
+    for _ in 0..2 {
+        sim.api_post(paths::MENU_CREATE, &token, menu.clone()).await;
+    }
+    assert_eq!(quota(paths::MENU_CREATE).await["quota"]["used"], 2);
+    assert_eq!(quota(paths::MENU_CREATE).await["quota"]["remain"], 998);
+    // Table values, the default, and the wrong paths.
+    assert_eq!(
+        quota(paths::CUSTOM_SEND).await["quota"]["daily_limit"],
+        500_000
+    );
+    assert_eq!(quota(paths::USER_GET).await["quota"]["daily_limit"], 500);
+    assert_eq!(quota(paths::TOKEN).await["quota"]["used"], 1);
+    assert_eq!(
+        quota("/cgi-bin/whatever").await["quota"]["daily_limit"],
+        10_000
+    );
+    assert_eq!(quota(paths::QUOTA_GET).await["quota"]["used"], 8);
+    assert_eq!(errcode(&quota("/sns/userinfo").await), 40097);
+    assert_eq!(
+        errcode(&sim.api_post(paths::QUOTA_GET, &token, json!({})).await),
+        40097
+    );
+    // Another app's counters are its own.
+    let other = sim.token("wxplain", "secret-plain").await;
+    let answer = sim
+        .api_post(
+            paths::QUOTA_GET,
+            &other,
+            json!({"cgi_path": paths::MENU_CREATE}),
+        )
+        .await;
+    assert_eq!(answer["quota"]["used"], 0, "{answer}");
+
+    // A low limit: the 4th call of the day is refused.
+    let set = sim
+        .post(
+            paths::QUOTA_SETTINGS,
+            json!({"api": paths::MENU_CREATE, "daily_limit": 3}),
+        )
+        .await;
+    assert_eq!(
+        set,
+        json!({"api": paths::MENU_CREATE, "daily_limit": 3, "enforced": true})
+    );
+    assert_eq!(
+        errcode(&sim.api_post(paths::MENU_CREATE, &token, menu.clone()).await),
+        0
+    );
+    let refused = sim.api_post(paths::MENU_CREATE, &token, menu.clone()).await;
+    assert_eq!(errcode(&refused), 45009, "{refused}");
+    let answer = quota(paths::MENU_CREATE).await;
+    assert_eq!(answer["quota"]["daily_limit"], 3);
+    assert_eq!(answer["quota"]["remain"], 0);
+    // The other app still has its own calls.
+    assert_eq!(
+        errcode(&sim.api_post(paths::MENU_CREATE, &other, menu.clone()).await),
+        0
+    );
+
+    // clear_quota: appid checks, then the counters start again.
+    let clear = |appid: &str| sim.api_post(paths::CLEAR_QUOTA, &token, json!({"appid": appid}));
+    assert_eq!(errcode(&clear("wxplain").await), 40013);
+    assert_eq!(
+        errcode(&sim.api_post(paths::CLEAR_QUOTA, &token, json!({})).await),
+        41002
+    );
+    assert_eq!(clear("wxsafe").await, json!({"errcode": 0, "errmsg": "ok"}));
+    assert_eq!(quota(paths::MENU_CREATE).await["quota"]["used"], 0);
+    assert_eq!(
+        errcode(&sim.api_post(paths::MENU_CREATE, &token, menu.clone()).await),
+        0
+    );
+
+    // A new sim day also starts again.
+    for _ in 0..3 {
+        sim.api_post(paths::MENU_CREATE, &token, menu.clone()).await;
+    }
+    assert_eq!(
+        errcode(&sim.api_post(paths::MENU_CREATE, &token, menu.clone()).await),
+        45009
+    );
+    sim.advance(86_400).await;
+    let token = sim.token("wxsafe", "secret-safe").await;
+    assert_eq!(
+        errcode(&sim.api_post(paths::MENU_CREATE, &token, menu.clone()).await),
+        0
+    );
+
+    // At most 10 clears a month: the 11th is 48006 (one was used above).
+    let clear = |n: usize| {
+        let token = token.clone();
+        let sim = &sim;
+        async move {
+            let answer = sim
+                .api_post(paths::CLEAR_QUOTA, &token, json!({"appid": "wxsafe"}))
+                .await;
+            (n, errcode(&answer))
+        }
+    };
+    let report = sim.get(&format!("{}?appid=wxsafe", paths::QUOTA)).await;
+    let month_used = report["clears_this_month"].as_u64().unwrap();
+    for n in month_used..10 {
+        assert_eq!(clear(n as usize).await.1, 0, "clear {}", n + 1);
+    }
+    let (_, code) = clear(11).await;
+    assert_eq!(code, 48006);
+    let report = sim.get(&format!("{}?appid=wxsafe", paths::QUOTA)).await;
+    assert_eq!(report["clears_this_month"], 10, "{report}");
+    assert_eq!(report["overrides"][paths::MENU_CREATE], 3, "{report}");
+    assert_eq!(
+        report["calls"][paths::CLEAR_QUOTA]["used"],
+        1,
+        "the last good clear emptied the counters: {report}"
+    );
+
+    // Back to WeChat's limit.
+    let set = sim
+        .post(
+            paths::QUOTA_SETTINGS,
+            json!({"api": paths::MENU_CREATE, "daily_limit": null}),
+        )
+        .await;
+    assert_eq!(set["daily_limit"], 1000, "{set}");
 }

@@ -38,6 +38,48 @@ pub(crate) enum Command {
     },
     /// The public web service: OAuth2 web authorization and JS-SDK configs.
     Web,
+    /// The operator HTTP API (menus, QR codes, quotas, token status).
+    Admin,
+    /// Custom menus of an app, through the operator API.
+    Menu {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: MenuCommand,
+    },
+    /// Create a QR code, through the operator API.
+    Qrcode {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// An integer scene.
+        #[arg(long, conflicts_with = "scene_str")]
+        scene_id: Option<u64>,
+        /// A string scene.
+        #[arg(long)]
+        scene_str: Option<String>,
+        /// Permanent instead of temporary.
+        #[arg(long)]
+        permanent: bool,
+        /// A temporary code's life.
+        #[arg(long)]
+        expire_seconds: Option<u64>,
+    },
+    /// API calls today and WeChat's quotas, through the operator API.
+    Quota {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Also ask WeChat for this API's quota (`/cgi-bin/message/custom/send`).
+        #[arg(long)]
+        cgi_path: Option<String>,
+        /// Reset today's WeChat quotas (clear_quota; 10 a month).
+        #[arg(long)]
+        clear: bool,
+    },
+    /// Token status of an app (never the token), through the operator API.
+    TokenStatus {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// The broadcast worker: mass sends, template and customer-service fan-outs as jobs.
     Broadcast,
     /// Broadcast jobs of an app, through a running broadcast worker's API.
@@ -259,6 +301,38 @@ pub(crate) enum BroadcastsCommand {
         #[arg(default_value = "{}")]
         body: String,
     },
+}
+
+/// Where the operator API is and how to call it.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ApiArgs {
+    /// The app (default: the first configured).
+    #[arg(long, global = true)]
+    pub(crate) app: Option<String>,
+    /// The operator API's base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "WXOA_API_URL",
+        default_value = "http://127.0.0.1:8091"
+    )]
+    pub(crate) api_url: String,
+    /// A bearer token of `api.tokens`.
+    #[arg(long, global = true, env = "WXOA_API_TOKEN", hide_env_values = true)]
+    pub(crate) api_token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MenuCommand {
+    /// Check a menu file (TOML or JSON, `[[button]]` …) against WeChat's rules and create it.
+    Apply {
+        /// The menu file.
+        file: PathBuf,
+    },
+    /// Print the current menu.
+    Get,
+    /// Delete the menu.
+    Delete,
 }
 
 #[derive(Debug, Subcommand)]

@@ -32,6 +32,50 @@ pub(crate) async fn command(command: Command, config: Config) -> anyhow::Result<
         Command::Usersync => service!(wxoa_usersync::App, config),
         Command::Users { app, command } => crate::verbs::users(&config, app, command).await,
         Command::Web => service!(wxoa_web::App, config),
+        Command::Admin => service!(wxoa_admin::App, config),
+        Command::Menu { api, command } => crate::verbs::menu(&config, api, command).await,
+        Command::Qrcode {
+            api,
+            scene_id,
+            scene_str,
+            permanent,
+            expire_seconds,
+        } => {
+            let body = serde_json::json!({"scene_id": scene_id, "scene_str": scene_str,
+                "permanent": permanent, "expire_seconds": expire_seconds});
+            let post = reqwest::Method::POST;
+            let answer = crate::verbs::operator(&config, &api, post, "qrcodes", Some(body)).await?;
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+            Ok(())
+        }
+        Command::Quota {
+            api,
+            cgi_path,
+            clear,
+        } => {
+            let (get, post) = (reqwest::Method::GET, reqwest::Method::POST);
+            let mut answer = serde_json::json!({});
+            if clear {
+                answer["cleared"] =
+                    crate::verbs::operator(&config, &api, post.clone(), "quota/clear", None)
+                        .await?;
+            }
+            answer["today"] = crate::verbs::operator(&config, &api, get, "quota", None).await?;
+            if let Some(path) = cgi_path {
+                let body = serde_json::json!({ "cgi_path": path });
+                let quota =
+                    crate::verbs::operator(&config, &api, post, "quota/get", Some(body)).await?;
+                answer["quota"] = quota["quota"].clone();
+            }
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+            Ok(())
+        }
+        Command::TokenStatus { api } => {
+            let get = reqwest::Method::GET;
+            let answer = crate::verbs::operator(&config, &api, get, "token", None).await?;
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+            Ok(())
+        }
         Command::Broadcast => service!(wxoa_broadcast::App, config),
         Command::Broadcasts { app, command } => {
             crate::verbs::broadcasts(&config, app, command).await

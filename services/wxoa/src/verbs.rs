@@ -16,7 +16,7 @@ use wxoa_runtime::Config;
 use wxoa_wire::command::{ApiErrorBody, CustomMessage, SendCommand, SendResult, SendStatus};
 use wxoa_wire::names::{apis, commands, headers, notices, subjects};
 
-use crate::cli::{BroadcastsCommand, RulesCommand, UsersCommand};
+use crate::cli::{ApiArgs, BroadcastsCommand, MenuCommand, RulesCommand, UsersCommand};
 
 /// How long a request waits for a replier.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -450,6 +450,70 @@ pub(crate) async fn broadcasts(
         BroadcastsCommand::Call { verb, body } => {
             let body: Value = serde_json::from_str(&body).context("the body is not JSON")?;
             call(verb, body).await?
+        }
+    };
+    print_json(&answer)
+}
+
+/// One call to the operator API (`/v1/apps/<app>/<path>`): its JSON answer, or the error with
+/// WeChat's errcode.
+pub(crate) async fn operator(
+    config: &Config,
+    api: &ApiArgs,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let app = app_of(config, api.app.clone())?;
+    let url = format!("{}/v1/apps/{app}/{path}", api.api_url.trim_end_matches('/'));
+    let mut request = reqwest::Client::new().request(method, &url);
+    if let Some(token) = &api.api_token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("reaching the operator API at {}", api.api_url))?;
+    let status = response.status();
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        let error = &answer["error"];
+        let errcode = error["errcode"]
+            .as_i64()
+            .map(|c| format!(" (WeChat errcode {c})"))
+            .unwrap_or_default();
+        bail!(
+            "{status}: {}{errcode}",
+            error["message"].as_str().unwrap_or("no answer")
+        );
+    }
+    Ok(answer)
+}
+
+/// `wxoa menu apply|get|delete`.
+pub(crate) async fn menu(
+    config: &Config,
+    api: ApiArgs,
+    command: MenuCommand,
+) -> anyhow::Result<()> {
+    let answer = match command {
+        MenuCommand::Get => operator(config, &api, reqwest::Method::GET, "menu", None).await?,
+        MenuCommand::Delete => {
+            operator(config, &api, reqwest::Method::DELETE, "menu", None).await?
+        }
+        MenuCommand::Apply { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let menu: Value = if file.extension().is_some_and(|e| e == "json") {
+                serde_json::from_str(&text)?
+            } else {
+                serde_json::to_value(toml::from_str::<toml::Value>(&text)?)?
+            };
+            wxoa_wire::menu::validate(&menu).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+            operator(config, &api, reqwest::Method::PUT, "menu", Some(menu)).await?
         }
     };
     print_json(&answer)

@@ -79,6 +79,9 @@ pub struct Config {
     /// The public web service (OAuth2, JS-SDK).
     #[serde(default)]
     pub web: WebConfig,
+    /// The operator HTTP API (`wxoa admin`).
+    #[serde(default)]
+    pub api: ApiConfig,
     /// The WeChat simulator.
     #[serde(default)]
     pub sim: SimConfig,
@@ -351,6 +354,25 @@ impl Default for BroadcastConfig {
             window: 500,
             lease_ms: 15_000,
             check_interval_ms: 1_000,
+        }
+    }
+}
+
+/// `[api]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Listen address of the operator API.
+    pub listen: SocketAddr,
+    /// Bearer tokens that may call it (compared in constant time); none: every call is 401.
+    pub tokens: Vec<SecretString>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: "127.0.0.1:8091".parse().expect("a valid address"),
+            tokens: Vec::new(),
         }
     }
 }

@@ -352,13 +352,14 @@ impl WechatClient {
 
     /// INCR + EXPIRE of today's counter of this API; failures are logged, never returned.
     async fn count_call(&self, app_id: &str, path: &str) {
-        let api = wxoa_wire::names::token(path.trim_start_matches('/'));
         let day = wxoa_wire::envelope::utc_day(wxoa_runtime::now_ms());
-        let key = keys::api_calls(&self.inner.key_prefix, app_id, &api, &day);
+        let key = keys::api_calls(&self.inner.key_prefix, app_id, &day);
         let mut conn = self.inner.redis.clone();
         let counted: Result<(), redis::RedisError> = redis::pipe()
-            .cmd("INCR")
+            .cmd("HINCRBY")
             .arg(&key)
+            .arg(path)
+            .arg(1)
             .ignore()
             .cmd("EXPIRE")
             .arg(&key)
@@ -367,7 +368,7 @@ impl WechatClient {
             .query_async(&mut conn)
             .await;
         if let Err(e) = counted {
-            tracing::debug!(error = %e, api, "counting the API call failed");
+            tracing::debug!(error = %e, api = path, "counting the API call failed");
         }
     }
 

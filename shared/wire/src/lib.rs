@@ -14,6 +14,7 @@
 //! - [`broadcast`]: broadcast jobs (mass, template, customer-service fan-outs) and progress.
 //! - [`command`]: the `send` command, its result, reply outcomes, the request-API error.
 //! - [`users`]: the follower directory's records, notices and sync job.
+//! - [`menu`]: custom-menu rules, checked before any call.
 //! - [`names`]: subjects, streams, headers and Redis keys.
 //! - [`web`]: the JS-SDK signature and the OAuth2 authorize URL.
 //! - [`token`]: the token service's NATS contracts (invalidate, refreshed) and token fingerprints.
@@ -25,6 +26,7 @@ pub mod command;
 pub mod crypto;
 pub mod envelope;
 pub mod inbound;
+pub mod menu;
 pub mod names;
 pub mod reply;
 pub mod signature;

@@ -407,9 +407,10 @@ pub mod keys {
         format!("{prefix}:{{{app_id}}}:web:grant:{openid}")
     }
 
-    /// `<prefix>:{<appid>}:quota:<api>:<yyyymmdd>`: calls of one API that day.
-    pub fn api_calls(prefix: &str, app_id: &str, api: &str, day: &str) -> String {
-        format!("{prefix}:{{{app_id}}}:quota:{api}:{day}")
+    /// `<prefix>:{<appid>}:quota:<yyyymmdd>`: calls of each API that day (a hash: API path →
+    /// count).
+    pub fn api_calls(prefix: &str, app_id: &str, day: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:quota:{day}")
     }
 }
 
