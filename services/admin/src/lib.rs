@@ -203,6 +203,15 @@ async fn authorize(
     }
 }
 
+/// WeChat's answer to `POST <path>` (or `GET` without a body) for the app, as the response.
+async fn wechat(shared: &Shared, app_id: &str, path: &str, body: Option<&Value>) -> Answer {
+    let app_id = app(shared, app_id)?;
+    Ok(Json(match body {
+        Some(body) => shared.wechat.post(app_id, path, body).await?,
+        None => shared.wechat.get(app_id, path, &[]).await?,
+    }))
+}
+
 fn app<'a>(shared: &'a Shared, app_id: &str) -> Result<&'a str, AdminError> {
     shared
         .config
@@ -283,22 +292,18 @@ async fn quota_get(
             "cgi_path must be an API path like /cgi-bin/message/custom/send".into(),
         ));
     }
-    Ok(Json(
-        shared
-            .wechat
-            .post(app_id, "/cgi-bin/openapi/quota/get", &body)
-            .await?,
-    ))
+    wechat(&shared, app_id, "/cgi-bin/openapi/quota/get", Some(&body)).await
 }
 
 async fn quota_clear(State(shared): State<Arc<Shared>>, Path(app_id): Path<String>) -> Answer {
     let app_id = app(&shared, &app_id)?;
-    Ok(Json(
-        shared
-            .wechat
-            .post(app_id, "/cgi-bin/clear_quota", &json!({"appid": app_id}))
-            .await?,
-    ))
+    wechat(
+        &shared,
+        app_id,
+        "/cgi-bin/clear_quota",
+        Some(&json!({"appid": app_id})),
+    )
+    .await
 }
 
 /// Checks a menu before any call: 422 with the place, the reason and WeChat's errcode.
@@ -307,10 +312,7 @@ fn check_menu(menu: &Value) -> Result<(), AdminError> {
 }
 
 async fn menu_get(State(shared): State<Arc<Shared>>, Path(app_id): Path<String>) -> Answer {
-    let app_id = app(&shared, &app_id)?;
-    Ok(Json(
-        shared.wechat.get(app_id, "/cgi-bin/menu/get", &[]).await?,
-    ))
+    wechat(&shared, &app_id, "/cgi-bin/menu/get", None).await
 }
 
 async fn menu_put(
@@ -320,22 +322,11 @@ async fn menu_put(
 ) -> Answer {
     let app_id = app(&shared, &app_id)?;
     check_menu(&menu)?;
-    Ok(Json(
-        shared
-            .wechat
-            .post(app_id, "/cgi-bin/menu/create", &menu)
-            .await?,
-    ))
+    wechat(&shared, app_id, "/cgi-bin/menu/create", Some(&menu)).await
 }
 
 async fn menu_delete(State(shared): State<Arc<Shared>>, Path(app_id): Path<String>) -> Answer {
-    let app_id = app(&shared, &app_id)?;
-    Ok(Json(
-        shared
-            .wechat
-            .get(app_id, "/cgi-bin/menu/delete", &[])
-            .await?,
-    ))
+    wechat(&shared, &app_id, "/cgi-bin/menu/delete", None).await
 }
 
 async fn menu_conditional(
@@ -350,29 +341,21 @@ async fn menu_conditional(
             "a conditional menu needs a matchrule (tag_id, client_platform_type, ...)".into(),
         ));
     }
-    Ok(Json(
-        shared
-            .wechat
-            .post(app_id, "/cgi-bin/menu/addconditional", &menu)
-            .await?,
-    ))
+    wechat(&shared, app_id, "/cgi-bin/menu/addconditional", Some(&menu)).await
 }
 
 async fn menu_conditional_delete(
     State(shared): State<Arc<Shared>>,
     Path((app_id, menuid)): Path<(String, String)>,
 ) -> Answer {
-    let app_id = app(&shared, &app_id)?;
-    Ok(Json(
-        shared
-            .wechat
-            .post(
-                app_id,
-                "/cgi-bin/menu/delconditional",
-                &json!({"menuid": menuid}),
-            )
-            .await?,
-    ))
+    let body = json!({ "menuid": menuid });
+    wechat(
+        &shared,
+        &app_id,
+        "/cgi-bin/menu/delconditional",
+        Some(&body),
+    )
+    .await
 }
 
 async fn menu_trymatch(
@@ -380,13 +363,7 @@ async fn menu_trymatch(
     Path(app_id): Path<String>,
     Json(body): Json<Value>,
 ) -> Answer {
-    let app_id = app(&shared, &app_id)?;
-    Ok(Json(
-        shared
-            .wechat
-            .post(app_id, "/cgi-bin/menu/trymatch", &body)
-            .await?,
-    ))
+    wechat(&shared, &app_id, "/cgi-bin/menu/trymatch", Some(&body)).await
 }
 
 /// `POST /v1/apps/{appid}/qrcodes`.
