@@ -69,9 +69,21 @@ pub(crate) async fn run(mut config: Config) -> anyhow::Result<()> {
     let usersync = wxoa_usersync::App::build(&config, health.clone()).await?;
     let broadcast = wxoa_broadcast::App::build(&config, health.clone()).await?;
     let web = wxoa_web::App::build(&config, health.clone()).await?;
+    if config.api.tokens.is_empty() {
+        // A token for this run only, printed in the banner.
+        config.api.tokens = vec![format!("dev-{:016x}", rand::random::<u64>()).into()];
+    }
+    let admin = wxoa_admin::App::build(&config, health.clone()).await?;
+    let admin_addr = admin.local_addr();
     let web_addr = web.local_addr();
 
-    print_banner(&config, gateway.local_addr(), &sim.base_url(), web_addr);
+    print_banner(
+        &config,
+        gateway.local_addr(),
+        &sim.base_url(),
+        web_addr,
+        admin_addr,
+    );
     let all = async {
         tokio::try_join!(
             async {
@@ -105,6 +117,12 @@ pub(crate) async fn run(mut config: Config) -> anyhow::Result<()> {
                     .map_err(anyhow::Error::from)
             },
             async { web.run(shutdown.clone()).await.map_err(anyhow::Error::from) },
+            async {
+                admin
+                    .run(shutdown.clone())
+                    .await
+                    .map_err(anyhow::Error::from)
+            },
             async { sim.run(shutdown.clone()).await.map_err(anyhow::Error::from) },
         )
     };
@@ -117,6 +135,7 @@ fn print_banner(
     gateway: std::net::SocketAddr,
     sim: &str,
     web: std::net::SocketAddr,
+    operator: std::net::SocketAddr,
 ) {
     let admin = config
         .admin
@@ -128,6 +147,7 @@ fn print_banner(
          \n  gateway    http://127.0.0.1:{port}/wechat/<appid>   (callback URL)\
          \n  simulator  {sim}   (WeChat API + /_sim/ control API)\
          \n  web        http://{web}/demo   (OAuth2 login + JS-SDK demo page)\
+         \n  operator   http://{operator}/openapi.json   (export WXOA_API_URL=http://{operator} WXOA_API_TOKEN={token})\
          \n  admin      {admin}   (/livez /readyz /metrics)\
          \n  nats       {nats}   (subjects {prefix}.<appid>.>, stream {stream})\
          \n  apps       {apps}\
@@ -146,6 +166,12 @@ fn print_banner(
          \nStop with Ctrl-C.\n",
         port = gateway.port(),
         budget = config.gateway.reply_budget_ms,
+        token = config
+            .api
+            .tokens
+            .first()
+            .map(|t| secrecy::ExposeSecret::expose_secret(t).to_owned())
+            .unwrap_or_default(),
         nats = wxoa_runtime::config::redact_url(&config.nats.url),
         prefix = config.nats.prefix,
         stream = wxoa_wire::names::streams::inbound(&config.nats.prefix),

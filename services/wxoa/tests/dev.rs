@@ -54,6 +54,7 @@ fn dev_runs_everything_and_takes_a_callback() {
         .env("WXOA__GATEWAY__REPLY_BUDGET_MS", "3000")
         .env("WXOA__SIM__LISTEN", "127.0.0.1:0")
         .env("WXOA__WEB__LISTEN", "127.0.0.1:0")
+        .env("WXOA__API__LISTEN", "127.0.0.1:0")
         .env("WXOA__ADMIN__LISTEN", "127.0.0.1:0")
         .env("WXOA__TELEMETRY__LOG_FILTER", "warn")
         .env_remove("WXOA_CONFIG")
@@ -81,6 +82,10 @@ fn dev_runs_everything_and_takes_a_callback() {
     assert!(
         banner.contains("started nats-server") && banner.contains("started redis-server"),
         "{banner}"
+    );
+    assert!(
+        banner.contains("/openapi.json") && banner.contains("WXOA_API_TOKEN=dev-"),
+        "the banner names the operator API and its token:\n{banner}"
     );
     assert!(
         banner.contains("wxoa sim send"),
