@@ -10,6 +10,20 @@ use wxoa_runtime::shutdown::CancellationToken;
 
 use crate::{AES_KEY, eventually};
 
+/// Builds a worker `App` with the platform's config, runs it under a child of the platform's
+/// shutdown token, waits until it is ready and returns that token.
+macro_rules! start_worker {
+    ($platform:expr, $app:path, $what:literal) => {{
+        let (stop, health) = ($platform.shutdown.child_token(), Health::default());
+        let app = <$app>::build(&$platform.config, health.clone())
+            .await
+            .expect($what);
+        tokio::spawn(app.run(stop.clone()));
+        ready(&health, $what).await;
+        stop
+    }};
+}
+
 /// One test's running platform; everything stops when it is dropped.
 pub struct Platform {
     /// The config every service of the platform runs with (`wechat.api_base` is the simulator,
@@ -74,37 +88,17 @@ impl Platform {
     /// Starts a replier in this process and waits until it is ready; cancel the returned token
     /// to stop it.
     pub async fn replier(&self) -> CancellationToken {
-        let (stop, health) = (self.shutdown.child_token(), Health::default());
-        let app = wxoa_replier::App::build(&self.config, health.clone())
-            .await
-            .expect("replier");
-        tokio::spawn(app.run(stop.clone()));
-        ready(&health, "replier").await;
-        stop
+        start_worker!(self, wxoa_replier::App, "replier")
     }
 
-    /// Starts a broadcast worker in this process with `config` (this platform's, adjusted) and
-    /// waits until it is ready; cancel the returned token to stop it.
-    pub async fn broadcast_with(&self, config: &Config) -> CancellationToken {
-        let (stop, health) = (self.shutdown.child_token(), Health::default());
-        let app = wxoa_broadcast::App::build(config, health.clone())
-            .await
-            .expect("broadcast worker");
-        tokio::spawn(app.run(stop.clone()));
-        ready(&health, "broadcast worker").await;
-        stop
+    /// Starts a broadcast worker in this process (see [`Platform::replier`]).
+    pub async fn broadcast(&self) -> CancellationToken {
+        start_worker!(self, wxoa_broadcast::App, "broadcast worker")
     }
 
-    /// Starts a user-sync worker in this process with `config` (this platform's, adjusted) and
-    /// waits until it is ready; cancel the returned token to stop it.
-    pub async fn usersync_with(&self, config: &Config) -> CancellationToken {
-        let (stop, health) = (self.shutdown.child_token(), Health::default());
-        let app = wxoa_usersync::App::build(config, health.clone())
-            .await
-            .expect("usersync");
-        tokio::spawn(app.run(stop.clone()));
-        ready(&health, "usersync").await;
-        stop
+    /// Starts a user-sync worker in this process (see [`Platform::replier`]).
+    pub async fn usersync(&self) -> CancellationToken {
+        start_worker!(self, wxoa_usersync::App, "usersync")
     }
 
     /// `GET <sim><path>` as JSON.

@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wxoa_runtime::shutdown::CancellationToken;
 use wxoa_tests::{PLAIN_APP, Platform, SAFE_APP, eventually, shared_config};
 use wxoa_wire::names::{apis, subjects};
 
@@ -25,11 +24,6 @@ async fn api(platform: &Platform, app: &str, area: &str, verb: &str, body: Value
 
 async fn broadcast(platform: &Platform, app: &str, verb: &str, body: Value) -> Value {
     api(platform, app, apis::BROADCAST, verb, body).await
-}
-
-/// Starts a broadcast worker in this process with `config`.
-async fn worker(platform: &Platform, config: &wxoa_runtime::Config) -> CancellationToken {
-    platform.broadcast_with(config).await
 }
 
 /// Waits until the job leaves `running` and `check` holds.
@@ -60,7 +54,7 @@ async fn a_mass_send_to_25000_openids_is_three_batches_with_stable_clientmsgids(
             json!({"appid": PLAIN_APP, "count": 25_000}),
         )
         .await;
-    let _worker = worker(&platform, &platform.config).await;
+    let _worker = platform.broadcast().await;
     let openids: Vec<String> = (0..25_000).map(generated).collect();
     let command = json!({"id": "spring", "kind": "mass", "to": {"type": "openids", "openids": openids},
                          "message": {"msgtype": "text", "text": {"content": "Spring sale"}}});
@@ -121,7 +115,7 @@ async fn a_template_fan_out_stopped_half_way_resumes_with_no_duplicate_and_no_sk
         )
         .await;
     // The segment comes from the follower directory: sync it first.
-    let _usersync = platform.usersync_with(&platform.config).await;
+    let _usersync = platform.usersync().await;
     api(&platform, SAFE_APP, apis::USERS, "sync", json!({})).await;
     let synced = eventually(Duration::from_secs(30), || async {
         let s = api(&platform, SAFE_APP, apis::USERS, "sync_status", json!({})).await;
@@ -130,7 +124,7 @@ async fn a_template_fan_out_stopped_half_way_resumes_with_no_duplicate_and_no_sk
     .await;
     assert!(synced.is_some(), "the directory was synced");
 
-    let first = worker(&platform, &platform.config).await;
+    let first = platform.broadcast().await;
     let added = broadcast(
         &platform,
         SAFE_APP,
@@ -154,7 +148,7 @@ async fn a_template_fan_out_stopped_half_way_resumes_with_no_duplicate_and_no_sk
     assert!(partway["eta_secs"].as_u64().is_some(), "{partway}");
     first.cancel();
 
-    let _second = worker(&platform, &platform.config).await;
+    let _second = platform.broadcast().await;
     let done = job_until(&platform, SAFE_APP, "bills", |s| s["state"] != "running").await;
     assert_eq!(done["state"], "done", "{done}");
     assert_eq!(done["total"], 3_000, "{done}");
@@ -182,7 +176,7 @@ async fn a_quota_error_stops_the_job_clearly() {
     platform
         .post("/_sim/template/settings", json!({"daily_quota": 50}))
         .await;
-    let _worker = worker(&platform, &platform.config).await;
+    let _worker = platform.broadcast().await;
     let added = broadcast(
         &platform,
         PLAIN_APP,
@@ -238,7 +232,7 @@ async fn jobs_pause_resume_and_cancel() {
             json!({"appid": PLAIN_APP, "count": 2_000}),
         )
         .await;
-    let _worker = worker(&platform, &platform.config).await;
+    let _worker = platform.broadcast().await;
     let added = broadcast(
         &platform,
         PLAIN_APP,
@@ -258,11 +252,23 @@ async fn jobs_pause_resume_and_cancel() {
     .await;
     let paused = broadcast(&platform, PLAIN_APP, "pause", json!({"id": "slow"})).await;
     assert_eq!(paused["state"], "paused", "{paused}");
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let a = broadcast(&platform, PLAIN_APP, "status", json!({"id": "slow"})).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    let b = broadcast(&platform, PLAIN_APP, "status", json!({"id": "slow"})).await;
-    assert_eq!(a["done"], b["done"], "a paused job does not move");
+    // The window in flight may still finish (waiting for its rate slots up to a second); after
+    // that the job stands still. A job that kept going would need 20 s and never stand still.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(8);
+    let mut previous = broadcast(&platform, PLAIN_APP, "status", json!({"id": "slow"})).await;
+    let b = loop {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let now = broadcast(&platform, PLAIN_APP, "status", json!({"id": "slow"})).await;
+        if now["done"] == previous["done"] {
+            break now;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a paused job stands still: {now}"
+        );
+        previous = now;
+    };
+    assert!(b["done"].as_u64() < Some(2_000), "{b}");
     let resumed = broadcast(&platform, PLAIN_APP, "resume", json!({"id": "slow"})).await;
     assert_eq!(resumed["state"], "running", "{resumed}");
     job_until(&platform, PLAIN_APP, "slow", |s| {
@@ -284,7 +290,7 @@ async fn jobs_pause_resume_and_cancel() {
 async fn a_customer_service_fan_out_goes_through_send_commands() {
     let platform = Platform::start(shared_config(), "", true).await;
     let _replier = platform.replier().await;
-    let _worker = worker(&platform, &platform.config).await;
+    let _worker = platform.broadcast().await;
     // Two users wrote to the account in the last 48 h; one never did.
     for openid in ["o_cs_1", "o_cs_2"] {
         platform
@@ -336,7 +342,7 @@ async fn template_job_finish_reports_are_matched_to_their_job() {
     platform
         .post("/_sim/template/settings", json!({"finish_events": true}))
         .await;
-    let _worker = worker(&platform, &platform.config).await;
+    let _worker = platform.broadcast().await;
     let added = broadcast(
         &platform,
         SAFE_APP,

@@ -41,7 +41,7 @@ async fn sync_done(platform: &Platform, app: &str) -> Value {
 #[tokio::test]
 async fn subscribe_and_unsubscribe_events_keep_the_directory() {
     let platform = Platform::start(shared_config(), "", true).await;
-    let _usersync = platform.usersync_with(&platform.config).await;
+    let _usersync = platform.usersync().await;
     let nats = platform.nats().await;
     let mut updates = nats
         .subscribe(subjects::notice(
@@ -116,7 +116,7 @@ async fn a_full_sync_stopped_half_way_resumes_and_ends_exact() {
         )
         .await;
     // A follower the directory knows who then left without an event reaching us.
-    let first = platform.usersync_with(&platform.config).await;
+    let first = platform.usersync().await;
     platform
         .send(json!({"appid": PLAIN_APP, "message": {"type": "event", "from": "o_gone", "event": "subscribe"}}))
         .await;
@@ -150,7 +150,7 @@ async fn a_full_sync_stopped_half_way_resumes_and_ends_exact() {
     assert!(partway["eta_secs"].as_u64().is_some(), "{partway}");
     first.cancel();
 
-    let _second = platform.usersync_with(&platform.config).await;
+    let _second = platform.usersync().await;
     let done = sync_done(&platform, PLAIN_APP).await;
     assert_eq!(done["state"], "done", "{done}");
     assert!(done["resumes"].as_u64() >= Some(1), "{done}");
@@ -168,7 +168,7 @@ async fn a_full_sync_stopped_half_way_resumes_and_ends_exact() {
 #[tokio::test]
 async fn tags_remarks_and_the_blacklist_round_trip() {
     let platform = Platform::start(shared_config(), "", true).await;
-    let _usersync = platform.usersync_with(&platform.config).await;
+    let _usersync = platform.usersync().await;
     platform
         .post(
             "/_sim/users/generate",

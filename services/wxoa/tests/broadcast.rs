@@ -62,7 +62,7 @@ async fn a_template_fan_out_killed_half_way_sends_each_recipient_exactly_once() 
     // Killed mid-window: calls in flight, the checkpoint behind them.
     first.kill().unwrap();
     first.wait().unwrap();
-    let _second = platform.broadcast_with(&platform.config).await;
+    let _second = platform.broadcast().await;
     let done = eventually(Duration::from_secs(60), || async {
         let status = broadcasts(&platform, &["status", "killed"]);
         (status["state"] != "running").then_some(status)

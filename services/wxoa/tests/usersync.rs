@@ -45,7 +45,7 @@ async fn a_full_sync_killed_half_way_is_resumed_by_another_replica_and_ends_exac
     // Killed: no goodbye, the lease is left to run out.
     first.kill().unwrap();
     first.wait().unwrap();
-    let _second = platform.usersync_with(&platform.config).await;
+    let _second = platform.usersync().await;
     let done = eventually(Duration::from_secs(60), || async {
         let status = users(&platform, &["sync-status"]);
         (status["state"] != "running").then_some(status)
