@@ -158,6 +158,19 @@ impl Platform {
         stream.info().await.expect("stream info").state.messages
     }
 
+    /// The operator API (`wxoa admin`) on a free port, taking bearer `token`; its base URL.
+    pub async fn operator_api(&self, token: &str) -> String {
+        let mut config = self.config.clone();
+        config.api.listen = "127.0.0.1:0".parse().expect("an address");
+        config.api.tokens = vec![token.to_owned().into()];
+        let app = wxoa_admin::App::build(&config, Health::default())
+            .await
+            .expect("the operator API starts");
+        let base = format!("http://{}", app.local_addr());
+        tokio::spawn(app.run(self.shutdown.clone()));
+        base
+    }
+
     /// The subject prefix.
     pub fn prefix(&self) -> &str {
         &self.config.nats.prefix

@@ -2,22 +2,13 @@
 //! upstream call, QR codes with real images, quotas and token status.
 
 use serde_json::{Value, json};
-use wxoa_runtime::admin::Health;
 use wxoa_tests::{PLAIN_APP, Platform, SAFE_APP, shared_config};
 
 const TOKEN: &str = "operator-test-token";
 
 /// The platform with the operator API; its base URL.
 async fn admin(platform: &Platform) -> String {
-    let mut config = platform.config.clone();
-    config.api.listen = "127.0.0.1:0".parse().unwrap();
-    config.api.tokens = vec![TOKEN.to_owned().into()];
-    let app = wxoa_admin::App::build(&config, Health::default())
-        .await
-        .expect("operator API");
-    let base = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run(platform.shutdown.clone()));
-    base
+    platform.operator_api(TOKEN).await
 }
 
 async fn call(
@@ -218,4 +209,433 @@ async fn qr_codes_quotas_and_token_status() {
     );
     let (status, _) = call(&base, reqwest::Method::GET, "/v1/apps/wxnobody/token", None).await;
     assert_eq!(status, 404);
+}
+
+/// `POST` of raw bytes (an upload) to the operator API.
+async fn upload(base: &str, path: &str, bytes: Vec<u8>) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .bearer_auth(TOKEN)
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// A file with the magic bytes of its format and `len` bytes in all.
+fn file(magic: &[u8], len: usize) -> Vec<u8> {
+    let mut bytes = magic.to_vec();
+    bytes.extend((0..len - magic.len()).map(|i| (i * 7 % 251) as u8));
+    bytes
+}
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n";
+const JPG: &[u8] = b"\xFF\xD8\xFF\xE0";
+
+#[tokio::test]
+async fn material_round_trips_real_bytes_and_is_checked_before_upload() {
+    use reqwest::Method;
+    let platform = Platform::start(shared_config(), "", true).await;
+    let base = admin(&platform).await;
+    let app = format!("/v1/apps/{PLAIN_APP}");
+
+    // Temporary: the bytes come back as they went, with their type.
+    let image = file(PNG, 300_000);
+    let (status, temporary) = upload(
+        &base,
+        &format!("{app}/media?type=image&filename=poster.png"),
+        image.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{temporary}");
+    let media_id = temporary["media_id"].as_str().unwrap();
+    let got = reqwest::Client::new()
+        .get(format!("{base}{app}/media/{media_id}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.headers()["content-type"], "image/png");
+    assert_eq!(got.bytes().await.unwrap().as_ref(), image.as_slice());
+
+    // Refused before any upstream call: wrong content, wrong extension, too large, empty.
+    let refusals = [
+        ("type=image&filename=a.jpg", file(PNG, 100), 422, "40005"),
+        ("type=voice&filename=a.png", file(PNG, 100), 422, "40005"),
+        (
+            "type=thumb&filename=t.jpg",
+            file(JPG, 64 * 1024 + 1),
+            413,
+            "40012",
+        ),
+        ("type=image&filename=a.png", Vec::new(), 422, "41005"),
+        ("type=doc&filename=a.png", file(PNG, 10), 422, "40004"),
+    ];
+    for (query, bytes, want, errcode) in refusals {
+        let (status, refused) = upload(&base, &format!("{app}/media?{query}"), bytes).await;
+        assert_eq!(status, want, "{query}: {refused}");
+        let message = refused["error"]["message"].as_str().unwrap();
+        assert!(message.contains(errcode), "{query}: {refused}");
+    }
+    let stats = platform.get("/_sim/stats").await;
+    assert_eq!(
+        stats["calls"][PLAIN_APP]["/cgi-bin/media/upload"], 1,
+        "only the valid upload reached WeChat: {stats}"
+    );
+
+    // Permanent: add, count, list, get, delete; then WeChat's 40007 with its meaning.
+    let (status, added) = upload(
+        &base,
+        &format!("{app}/materials?type=image&filename=logo.png"),
+        file(PNG, 5_000),
+    )
+    .await;
+    assert_eq!(status, 200, "{added}");
+    let image_id = added["media_id"].as_str().unwrap().to_owned();
+    assert!(added["url"].is_string(), "{added}");
+    let (status, refused) = upload(
+        &base,
+        &format!("{app}/materials?type=video&filename=v.mp4"),
+        file(b"\0\0\0\x18ftypmp42", 1_000),
+    )
+    .await;
+    assert_eq!(status, 422, "a permanent video needs a title: {refused}");
+    let (status, video) = upload(
+        &base,
+        &format!("{app}/materials?type=video&filename=v.mp4&title=Launch&introduction=hi"),
+        file(b"\0\0\0\x18ftypmp42", 1_000),
+    )
+    .await;
+    assert_eq!(status, 200, "{video}");
+    let video_id = video["media_id"].as_str().unwrap();
+    let (status, video) = call(
+        &base,
+        Method::GET,
+        &format!("{app}/materials/{video_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(video["title"], "Launch", "a video answers JSON: {video}");
+    let (_, thumb) = upload(
+        &base,
+        &format!("{app}/materials?type=thumb&filename=t.jpg"),
+        file(JPG, 2_000),
+    )
+    .await;
+    let thumb_id = thumb["media_id"].as_str().unwrap().to_owned();
+
+    let (status, count) = call(&base, Method::GET, &format!("{app}/materials/count"), None).await;
+    assert_eq!(status, 200, "{count}");
+    assert_eq!(
+        count["image_count"], 2,
+        "WeChat counts thumbs as images: {count}"
+    );
+    assert_eq!(count["video_count"], 1, "{count}");
+    let (status, list) = call(
+        &base,
+        Method::GET,
+        &format!("{app}/materials?type=image&offset=0&count=20"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{list}");
+    let items = list["item"].as_array().unwrap();
+    assert!(
+        items.iter().any(|i| i["media_id"] == image_id.as_str()),
+        "{list}"
+    );
+    let (status, _) = call(
+        &base,
+        Method::GET,
+        &format!("{app}/materials?type=image&count=21"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 422, "count stops at 20");
+    let got = reqwest::Client::new()
+        .get(format!("{base}{app}/materials/{image_id}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.bytes().await.unwrap().as_ref(),
+        file(PNG, 5_000).as_slice()
+    );
+    let (status, _) = call(
+        &base,
+        Method::DELETE,
+        &format!("{app}/materials/{image_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, gone) = call(
+        &base,
+        Method::GET,
+        &format!("{app}/materials/{image_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{gone}");
+    assert_eq!(gone["error"]["errcode"], 40007, "{gone}");
+    assert!(
+        gone["error"]["meaning"]
+            .as_str()
+            .unwrap()
+            .contains("media_id"),
+        "{gone}"
+    );
+
+    // Article images and drafts.
+    let (status, img) = upload(
+        &base,
+        &format!("{app}/images?filename=in.png"),
+        file(PNG, 900),
+    )
+    .await;
+    assert_eq!(status, 200, "{img}");
+    let url = img["url"].as_str().unwrap();
+    assert_eq!(
+        reqwest::get(url)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .as_ref(),
+        file(PNG, 900).as_slice()
+    );
+    let article = json!({"title": "标题", "content": format!("<img src=\"{url}\">"), "thumb_media_id": thumb_id});
+    let (status, refused) = call(
+        &base,
+        Method::POST,
+        &format!("{app}/drafts"),
+        Some(json!({"articles": []})),
+    )
+    .await;
+    assert_eq!(status, 422, "{refused}");
+    let (status, draft) = call(
+        &base,
+        Method::POST,
+        &format!("{app}/drafts"),
+        Some(json!({"articles": [article]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{draft}");
+    let draft_id = draft["media_id"].as_str().unwrap();
+    let (_, got) = call(
+        &base,
+        Method::GET,
+        &format!("{app}/drafts/{draft_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(got["news_item"][0]["title"], "标题", "{got}");
+    let renamed = json!({"title": "新标题", "content": "x", "thumb_media_id": thumb_id});
+    let (status, updated) = call(
+        &base,
+        Method::PUT,
+        &format!("{app}/drafts/{draft_id}/0"),
+        Some(renamed),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    let (_, list) = call(
+        &base,
+        Method::GET,
+        &format!("{app}/drafts?count=5&no_content=true"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        list["item"][0]["content"]["news_item"][0]["title"], "新标题",
+        "{list}"
+    );
+    let (_, count) = call(&base, Method::GET, &format!("{app}/drafts/count"), None).await;
+    assert_eq!(count["total_count"], 1, "{count}");
+    let (status, _) = call(
+        &base,
+        Method::DELETE,
+        &format!("{app}/drafts/{draft_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn article_comments_every_verb_and_wechat_errors() {
+    use reqwest::Method;
+    let platform = Platform::start(shared_config(), "", true).await;
+    let base = admin(&platform).await;
+    let created = platform
+        .post(
+            "/_sim/comments",
+            json!({"appid": SAFE_APP, "comments": [
+                {"openid": "o_reader_1", "content": "写得好"},
+                {"openid": "o_reader_2", "content": "second"}]}),
+        )
+        .await;
+    let msg_data_id = created["msg_data_id"].as_u64().expect("msg_data_id");
+    let ids: Vec<u64> = created["user_comment_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let article = format!("/v1/apps/{SAFE_APP}/articles/{msg_data_id}/0/comments");
+    let (status, list) = call(&base, Method::GET, &article, None).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["total"], 2, "{list}");
+    let (status, _) = call(&base, Method::GET, &format!("{article}?count=51"), None).await;
+    assert_eq!(status, 422, "count stops at 50, before any call");
+
+    let (status, _) = call(
+        &base,
+        Method::POST,
+        &format!("{article}/{}/elect", ids[0]),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, elected) = call(&base, Method::GET, &format!("{article}?type=elected"), None).await;
+    assert_eq!(elected["total"], 1, "{elected}");
+    let (status, _) = call(
+        &base,
+        Method::DELETE,
+        &format!("{article}/{}/elect", ids[0]),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let reply = format!("{article}/{}/reply", ids[0]);
+    let (status, _) = call(&base, Method::PUT, &reply, Some(json!({"content": "谢谢"}))).await;
+    assert_eq!(status, 200);
+    let (status, again) = call(
+        &base,
+        Method::PUT,
+        &reply,
+        Some(json!({"content": "again"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{again}");
+    assert_eq!(again["error"]["errcode"], 88005, "already replied: {again}");
+    let (_, list) = call(&base, Method::GET, &article, None).await;
+    let first = list["comment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["user_comment_id"] == ids[0])
+        .unwrap();
+    assert_eq!(first["reply"]["content"], "谢谢", "{list}");
+    let (status, _) = call(&base, Method::DELETE, &reply, None).await;
+    assert_eq!(status, 200);
+
+    let (status, _) = call(
+        &base,
+        Method::DELETE,
+        &format!("{article}/{}", ids[1]),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, missing) = call(
+        &base,
+        Method::DELETE,
+        &format!("{article}/{}", ids[1] + 1000),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(missing["error"]["errcode"], 88008, "{missing}");
+    let (_, list) = call(&base, Method::GET, &article, None).await;
+    assert_eq!(list["total"], 1, "{list}");
+
+    let (status, _) = call(&base, Method::POST, &format!("{article}/close"), None).await;
+    assert_eq!(status, 200);
+    let (status, closed) = call(
+        &base,
+        Method::POST,
+        &format!("{article}/{}/elect", ids[0]),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(closed["error"]["errcode"], 88000, "{closed}");
+    let (status, _) = call(&base, Method::POST, &format!("{article}/open"), None).await;
+    assert_eq!(status, 200);
+    let nowhere = format!(
+        "/v1/apps/{SAFE_APP}/articles/{}/0/comments",
+        msg_data_id + 999
+    );
+    let (status, absent) = call(&base, Method::GET, &nowhere, None).await;
+    assert_eq!(status, 400);
+    assert_eq!(absent["error"]["errcode"], 88001, "{absent}");
+}
+
+#[tokio::test]
+async fn worker_apis_over_http_and_every_route_is_documented() {
+    use reqwest::Method;
+    let platform = Platform::start(shared_config(), "", true).await;
+    let base = admin(&platform).await;
+    let api = format!("/v1/apps/{PLAIN_APP}/api");
+    let (status, none) = call(&base, Method::POST, &format!("{api}/users/count"), None).await;
+    assert_eq!(status, 503, "no usersync yet: {none}");
+    assert!(
+        none["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no users worker"),
+        "{none}"
+    );
+    let _usersync = platform.usersync().await;
+    let _replier = platform.replier().await;
+    let (status, count) = call(&base, Method::POST, &format!("{api}/users/count"), None).await;
+    assert_eq!(status, 200, "{count}");
+    assert!(count["followers"].is_u64(), "{count}");
+    let (status, rules) = call(
+        &base,
+        Method::POST,
+        &format!("{api}/rules/list"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{rules}");
+    let (status, bad) = call(&base, Method::POST, &format!("{api}/rules/put"), Some(json!({"rule": {"id": "bad", "match": {"kind": "keyword", "mode": "regex", "patterns": ["(unclosed"]}, "reply": {"type": "text", "content": "x"}}}))).await;
+    assert_eq!(status, 422, "the replier refuses a bad regex: {bad}");
+    let (status, _) = call(&base, Method::POST, &format!("{api}/nothing/list"), None).await;
+    assert_eq!(status, 404);
+
+    let doc: Value = serde_json::from_str(wxoa_admin::OPENAPI).unwrap();
+    for (path, method) in [
+        ("/v1/apps/{appid}/media", "post"),
+        ("/v1/apps/{appid}/media/{media_id}", "get"),
+        ("/v1/apps/{appid}/images", "post"),
+        ("/v1/apps/{appid}/materials", "get"),
+        ("/v1/apps/{appid}/materials", "post"),
+        ("/v1/apps/{appid}/materials/count", "get"),
+        ("/v1/apps/{appid}/materials/{media_id}", "delete"),
+        ("/v1/apps/{appid}/drafts", "post"),
+        ("/v1/apps/{appid}/drafts/{media_id}/{index}", "put"),
+        (
+            "/v1/apps/{appid}/articles/{msg_data_id}/{index}/comments",
+            "get",
+        ),
+        (
+            "/v1/apps/{appid}/articles/{msg_data_id}/{index}/comments/{user_comment_id}/reply",
+            "put",
+        ),
+        ("/v1/apps/{appid}/api/{area}/{verb}", "post"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} documented"
+        );
+    }
 }

@@ -180,9 +180,10 @@ impl Drop for World {
 }
 
 /// The sum of a counter over all its labels (matching `filter`) in a Health's metrics.
-fn counter(health: &Health, name: &str, filter: &str) -> u64 {
+async fn counter(health: &Health, name: &str, filter: &str) -> u64 {
     health
         .render_metrics()
+        .await
         .lines()
         .filter(|l| l.starts_with(name) && l.contains(filter))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
@@ -252,8 +253,10 @@ async fn two_replicas_make_exactly_one_upstream_call_per_app() {
     world.filled().await;
     // Both replicas keep checking (every 200 ms) and find nothing to do.
     eventually(WAIT, || async {
-        let fresh = |h: &Health| counter(h, "wxoa_token_check_total", "outcome=\"fresh\"");
-        (fresh(&a) >= 10 && fresh(&b) >= 10).then_some(())
+        let fresh = "outcome=\"fresh\"";
+        let a = counter(&a, "wxoa_token_check_total", fresh).await;
+        let b = counter(&b, "wxoa_token_check_total", fresh).await;
+        (a >= 10 && b >= 10).then_some(())
     })
     .await
     .expect("both replicas keep checking");
@@ -263,10 +266,10 @@ async fn two_replicas_make_exactly_one_upstream_call_per_app() {
         assert_eq!(stats["calls"][app][TICKET], 1, "{app}: {stats}");
         assert!(stats["calls"][app].get(FORCE).is_none(), "{app}: {stats}");
     }
-    let busy = counter(&a, "wxoa_token_check_total", "outcome=\"busy\"")
-        + counter(&b, "wxoa_token_check_total", "outcome=\"busy\"");
-    let refreshed = counter(&a, "wxoa_token_check_total", "outcome=\"refreshed\"")
-        + counter(&b, "wxoa_token_check_total", "outcome=\"refreshed\"");
+    let busy = counter(&a, "wxoa_token_check_total", "outcome=\"busy\"").await
+        + counter(&b, "wxoa_token_check_total", "outcome=\"busy\"").await;
+    let refreshed = counter(&a, "wxoa_token_check_total", "outcome=\"refreshed\"").await
+        + counter(&b, "wxoa_token_check_total", "outcome=\"refreshed\"").await;
     assert!(
         refreshed >= 2,
         "each app was refreshed by someone ({refreshed})"
@@ -359,7 +362,12 @@ async fn the_client_recovers_from_a_revoked_token_with_one_retry() {
 async fn client_recovery(world: World) {
     let _service = world.token_service().await;
     let before = world.filled().await;
-    let client = WechatClient::new(&world.config, world.redis.clone(), world.nats.clone());
+    let client = WechatClient::new(
+        &world.config,
+        world.redis.clone(),
+        world.nats.clone(),
+        &Default::default(),
+    );
     eventually(WAIT, || async { client.is_listening().then_some(()) })
         .await
         .expect("listening");

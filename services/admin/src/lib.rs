@@ -10,10 +10,21 @@
 //! | `POST /v1/apps/{appid}/quota/get` | WeChat's quota of one API (`{"cgi_path"}`) |
 //! | `POST /v1/apps/{appid}/quota/clear` | WeChat's `clear_quota` |
 //! | `GET`, `PUT`, `DELETE /v1/apps/{appid}/menu` | the custom menu; `PUT` checks WeChat's rules first (422 with the place and the errcode WeChat would give) |
+//! | `GET /v1/apps/{appid}/menu/current` | the menu users see, also one set in the console |
 //! | `POST /v1/apps/{appid}/menu/conditional`, `DELETE …/menu/conditional/{menuid}`, `POST …/menu/trymatch` | conditional menus |
 //! | `POST /v1/apps/{appid}/qrcodes` | a QR code: `{"scene_id" or "scene_str", "permanent"?, "expire_seconds"?}` → ticket, url and image URL |
+//! | `POST /v1/apps/{appid}/media?type=&filename=`, `GET …/media/{media_id}` | temporary media: the body is the file, checked first (`wxoa_wire::media`) |
+//! | `POST /v1/apps/{appid}/images?filename=` | an image for an article's content → its URL |
+//! | `GET`, `POST /v1/apps/{appid}/materials`, `GET …/materials/count`, `GET`, `DELETE …/materials/{media_id}` | permanent material: list, add, count, download, delete |
+//! | `GET`, `POST /v1/apps/{appid}/drafts`, `GET …/drafts/count`, `GET`, `DELETE …/drafts/{media_id}`, `PUT …/drafts/{media_id}/{index}` | drafts |
+//! | `…/articles/{msg_data_id}/{index}/comments`: `GET` (a page), `POST /open`, `POST /close`, `DELETE /{id}`, `POST`/`DELETE /{id}/elect`, `PUT`/`DELETE /{id}/reply` | article comments |
+//! | `POST /v1/apps/{appid}/api/{area}/{verb}` | the workers' NATS APIs over HTTP: rules, send, users (and tags), broadcast |
 
 #![warn(missing_docs)]
+
+mod comments;
+mod material;
+mod proxy;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,7 +33,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use redis::AsyncCommands;
 use secrecy::ExposeSecret;
@@ -57,6 +68,20 @@ pub enum AdminError {
     /// The request breaks WeChat's rules (checked before any call).
     #[error("{0}")]
     Invalid(String),
+    /// An upload breaks WeChat's file rules (checked before any call).
+    #[error(transparent)]
+    Media(#[from] wxoa_wire::media::MediaError),
+    /// No such route or resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// A worker answered a NATS API request with an error (or did not answer).
+    #[error("{message}")]
+    Worker {
+        /// `invalid`, `not_found`, `unavailable` or `internal`.
+        code: String,
+        /// What went wrong.
+        message: String,
+    },
     /// Redis failed.
     #[error("talking to Redis: {0}")]
     Redis(#[from] redis::RedisError),
@@ -69,8 +94,20 @@ impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
         let (status, code) = match &self {
             AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            AdminError::UnknownApp(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AdminError::UnknownApp(_) | AdminError::NotFound(_) => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
             AdminError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            AdminError::Media(wxoa_wire::media::MediaError::TooLarge { .. }) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "too_large")
+            }
+            AdminError::Media(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            AdminError::Worker { code, .. } => match code.as_str() {
+                "invalid" => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+                "not_found" => (StatusCode::NOT_FOUND, "not_found"),
+                "unavailable" => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                _ => (StatusCode::BAD_GATEWAY, "internal"),
+            },
             AdminError::Wechat(e) if e.errcode().is_some() && !e.is_transient() => {
                 (StatusCode::BAD_REQUEST, "wechat")
             }
@@ -82,6 +119,9 @@ impl IntoResponse for AdminError {
             && let Some(errcode) = e.errcode()
         {
             error["errcode"] = errcode.into();
+            if let Some(meaning) = wxoa_wechat::errcode::meaning(errcode) {
+                error["meaning"] = meaning.into();
+            }
         }
         let mut response = (status, Json(json!({"error": error}))).into_response();
         if status == StatusCode::UNAUTHORIZED {
@@ -96,6 +136,7 @@ impl IntoResponse for AdminError {
 struct Shared {
     config: Config,
     redis: RedisConn,
+    nats: async_nats::Client,
     wechat: WechatClient,
 }
 
@@ -118,7 +159,8 @@ impl App {
         }
         tracing::info!(addr = %listener.local_addr()?, "operator API listening");
         let shared = Shared {
-            wechat: WechatClient::new(config, redis.clone(), nats),
+            wechat: WechatClient::new(config, redis.clone(), nats.clone(), &health),
+            nats,
             config: config.clone(),
             redis,
         };
@@ -159,7 +201,56 @@ impl App {
                 delete(menu_conditional_delete),
             )
             .route("/v1/apps/{appid}/menu/trymatch", post(menu_trymatch))
+            .route("/v1/apps/{appid}/menu/current", get(menu_current))
             .route("/v1/apps/{appid}/qrcodes", post(qrcode))
+            .route("/v1/apps/{appid}/media", post(material::media_upload))
+            .route(
+                "/v1/apps/{appid}/media/{media_id}",
+                get(material::media_get),
+            )
+            .route("/v1/apps/{appid}/images", post(material::article_image))
+            .route(
+                "/v1/apps/{appid}/materials",
+                get(material::material_list).post(material::material_add),
+            )
+            .route(
+                "/v1/apps/{appid}/materials/count",
+                get(material::material_count),
+            )
+            .route(
+                "/v1/apps/{appid}/materials/{media_id}",
+                get(material::material_get).delete(material::material_delete),
+            )
+            .route(
+                "/v1/apps/{appid}/drafts",
+                get(material::draft_list).post(material::draft_add),
+            )
+            .route("/v1/apps/{appid}/drafts/count", get(material::draft_count))
+            .route(
+                "/v1/apps/{appid}/drafts/{media_id}",
+                get(material::draft_get).delete(material::draft_delete),
+            )
+            .route(
+                "/v1/apps/{appid}/drafts/{media_id}/{index}",
+                put(material::draft_update),
+            )
+            .nest(
+                "/v1/apps/{appid}/articles/{msg_data_id}/{index}/comments",
+                Router::new()
+                    .route("/", get(comments::list))
+                    .route("/open", post(comments::open))
+                    .route("/close", post(comments::close))
+                    .route("/{user_comment_id}", delete(comments::delete))
+                    .route(
+                        "/{user_comment_id}/elect",
+                        post(comments::elect).delete(comments::unelect),
+                    )
+                    .route(
+                        "/{user_comment_id}/reply",
+                        put(comments::reply).delete(comments::reply_delete),
+                    ),
+            )
+            .route("/v1/apps/{appid}/api/{area}/{verb}", post(proxy::request))
             .route_layer(middleware::from_fn_with_state(shared.clone(), authorize));
         let router = api
             .route(
@@ -323,6 +414,12 @@ async fn menu_put(
     let app_id = app(&shared, &app_id)?;
     check_menu(&menu)?;
     wechat(&shared, app_id, "/cgi-bin/menu/create", Some(&menu)).await
+}
+
+/// The menu as users see it, including one set in WeChat's console (`get_current_selfmenu_info`).
+async fn menu_current(State(shared): State<Arc<Shared>>, Path(app_id): Path<String>) -> Answer {
+    let path = "/cgi-bin/get_current_selfmenu_info";
+    wechat(&shared, &app_id, path, None).await
 }
 
 async fn menu_delete(State(shared): State<Arc<Shared>>, Path(app_id): Path<String>) -> Answer {

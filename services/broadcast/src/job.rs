@@ -662,6 +662,7 @@ impl<'a> Runner<'a> {
             };
             let mut h = HeaderMap::new();
             h.insert(headers::MSG_ID, command.id.as_str());
+            wxoa_runtime::telemetry::inject(&mut h);
             let payload = serde_json::to_vec(&command).expect("a command serializes");
             acks.push(
                 self.shared

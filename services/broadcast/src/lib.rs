@@ -113,7 +113,7 @@ impl App {
         let apps: Vec<String> = config.apps.iter().map(|a| a.appid.clone()).collect();
         let shared = Shared {
             js: jetstream::new(nats.clone()),
-            wechat: WechatClient::new(config, redis.clone(), nats.clone()),
+            wechat: WechatClient::new(config, redis.clone(), nats.clone(), &health),
             nats,
             redis,
             prefix: prefix.clone(),
@@ -156,6 +156,9 @@ impl App {
         let commands_consumer = consumer::provision(&command_stream, &commands_spec).await?;
         let mass_consumer = consumer::provision(&inbound, &mass_spec).await?;
         let template_consumer = consumer::provision(&inbound, &template_spec).await?;
+        for c in [&commands_consumer, &mass_consumer, &template_consumer] {
+            health.watch_consumer(c);
+        }
         let requests = responder::subscribe(
             &shared.nats,
             &subjects::api_listen(&shared.prefix, apis::BROADCAST),

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::message::PublishMessage;
@@ -87,16 +88,18 @@ pub(crate) async fn receive(
     Query(q): Query<CallbackQuery>,
     body: Bytes,
 ) -> Response {
-    match handle(&state, &app_id, &q, &body).await {
-        Ok((outcome, response)) => {
-            state.count(outcome);
-            response
-        }
-        Err(e) => {
-            state.count(e.outcome());
-            e.into_response()
-        }
-    }
+    let span =
+        tracing::info_span!("gateway.callback", app_id = %app_id, outcome = tracing::field::Empty);
+    let (outcome, response) = match handle(&state, &app_id, &q, &body)
+        .instrument(span.clone())
+        .await
+    {
+        Ok(answer) => answer,
+        Err(e) => (e.outcome(), e.into_response()),
+    };
+    span.record("outcome", outcome);
+    state.count(outcome);
+    response
 }
 
 async fn handle(
@@ -205,6 +208,24 @@ async fn handle(
     ))
 }
 
+/// The longest subject the gateway publishes on. The subject ends with the message's MsgType or
+/// Event token, which WeChat keeps short but a body can make any length, and NATS answers a
+/// control line over its `max_control_line` (4 KiB by default) by closing the connection: every
+/// callback in flight on it then fails. Longer subjects are cut; the envelope keeps the value.
+pub const MAX_SUBJECT_BYTES: usize = 512;
+
+/// `subject` cut to [`MAX_SUBJECT_BYTES`] (it is ASCII: a checked prefix and tokens).
+fn bounded_subject(mut subject: String) -> String {
+    if subject.len() > MAX_SUBJECT_BYTES {
+        let mut end = MAX_SUBJECT_BYTES;
+        while !subject.is_char_boundary(end) {
+            end -= 1;
+        }
+        subject.truncate(end);
+    }
+    subject
+}
+
 fn success() -> Response {
     "success".into_response()
 }
@@ -218,17 +239,24 @@ async fn publish(
         return Err(GatewayError::Publish("not connected to NATS".into()));
     }
     let mut headers = HeaderMap::new();
-    for (name, value) in env.headers(&envelope::new_traceparent(), reply) {
+    let traceparent =
+        wxoa_runtime::telemetry::traceparent().unwrap_or_else(envelope::new_traceparent);
+    for (name, value) in env.headers(&traceparent, reply) {
         headers.insert(name, value);
     }
-    let subject = env.message.subject(&state.prefix, &env.app_id);
+    let subject = bounded_subject(env.message.subject(&state.prefix, &env.app_id));
     let publish = PublishMessage::build()
         .payload(Bytes::from(env.to_json()))
         .headers(headers);
     // The JetStream context's timeout (gateway.publish_timeout_ms) bounds the send and the PubAck.
+    let started = std::time::Instant::now();
     let ack = async { state.js.send_publish(subject, publish).await?.await }
         .await
         .map_err(|e| GatewayError::Publish(e.to_string()))?;
+    state.publish_seconds.observe(started.elapsed());
+    if !ack.duplicate {
+        state.count_message(&env.app_id, &env.message.ce_type());
+    }
     if ack.duplicate {
         tracing::debug!(msg_id = %env.id, "ack.duplicate");
     }

@@ -49,6 +49,9 @@ pub struct Inner {
     pub(crate) config: GatewayConfig,
     pub(crate) rendezvous: Rendezvous,
     metrics: Vec<(&'static str, Arc<AtomicU64>)>,
+    health: Health,
+    /// `wxoa_gateway_publish_seconds`: the JetStream publish and its PubAck.
+    pub(crate) publish_seconds: Arc<wxoa_runtime::admin::Histogram>,
 }
 
 impl std::ops::Deref for GatewayState {
@@ -101,6 +104,8 @@ impl GatewayState {
             config: config.gateway.clone(),
             rendezvous: Rendezvous::default(),
             metrics,
+            health: health.clone(),
+            publish_seconds: health.histogram("wxoa_gateway_publish_seconds", ""),
         }))
     }
 
@@ -109,6 +114,15 @@ impl GatewayState {
         if let Some((_, counter)) = self.metrics.iter().find(|(o, _)| *o == outcome) {
             counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+
+    /// Counts a stored message by app and type (`wxoa_gateway_messages_total`). The apps are
+    /// the configured ones and the types WeChat's, so the label set stays closed.
+    pub(crate) fn count_message(&self, app_id: &str, ce_type: &str) {
+        let labels = format!("app=\"{app_id}\",type=\"{ce_type}\"");
+        self.health
+            .counter("wxoa_gateway_messages_total", &labels)
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn app(&self, app_id: &str) -> Result<Arc<AppKeys>, GatewayError> {

@@ -173,7 +173,7 @@ impl App {
             .map(|s| counter("wxoa_replier_sends_total", "status", s));
         let shared = Shared {
             js: jetstream::new(nats.clone()),
-            wechat: WechatClient::new(config, redis.clone(), nats.clone()),
+            wechat: WechatClient::new(config, redis.clone(), nats.clone(), &health),
             nats,
             redis,
             store,
@@ -225,6 +225,9 @@ impl App {
             wxoa_runtime::connect::commands_stream(&shared.js, &nats_config).await?;
         let inbound_consumer = consumer::provision(&inbound_stream, &inbound).await?;
         let sender_consumer = consumer::provision(&commands_stream, &sender).await?;
+        for c in [&inbound_consumer, &sender_consumer] {
+            health.watch_consumer(c);
+        }
         for app_id in shared.store.app_ids() {
             shared.store.reload(app_id).await?;
         }

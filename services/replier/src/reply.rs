@@ -243,6 +243,7 @@ async fn fallback(
     let subject = subjects::command(&shared.prefix, &envelope.app_id, commands::SEND);
     let mut headers = HeaderMap::new();
     headers.insert(headers::MSG_ID, command.id.as_str());
+    wxoa_runtime::telemetry::inject(&mut headers);
     let payload = serde_json::to_vec(&command).expect("a command always serializes");
     shared
         .js

@@ -47,10 +47,15 @@
 //!   listed (or `/_sim/quota/settings`) limit answer 45009 past it, and `clear_quota` resets the
 //!   day's counters 10 times a month.
 //!
-//! What it does not do: the other REST APIs (material, ...) answer
-//! 48001 until they are simulated; there is no IP allow-list, no per-minute quota,
-//! no persistence (a restart forgets every
-//! token) and no HTTPS.
+//! - Material (`media/upload`, `media/get`, `media/uploadimg`, `material/*`) kept in memory with
+//!   its bytes, checked by extension and magic bytes and sized per kind as WeChat does
+//!   (temporary files live 3 days on the sim clock; URLs under `/_sim/mmbiz/`,
+//!   `/_sim/material` lists them); drafts (`draft/*`) whose covers must be permanent images;
+//!   article comments (`comment/*`) on articles that `/_sim/comments` creates.
+//!
+//! What it does not do: the other REST APIs (old news material `material/add_news`,
+//! `freepublish/*`, ...) answer 48001 until they are simulated; there is no IP allow-list, no
+//! per-minute quota, no persistence (a restart forgets every token and file) and no HTTPS.
 //!
 //! # Layout
 //! - [`Sim`]: bind, then [`Sim::run`] until cancelled.
@@ -69,9 +74,12 @@ use axum::response::{IntoResponse, Response};
 use tokio_util::sync::CancellationToken;
 
 pub mod callback;
+mod comments;
 mod control;
+mod drafts;
 mod followers;
 mod mass;
+mod material;
 mod menus;
 mod oauth;
 pub mod paths;
@@ -152,7 +160,10 @@ impl Sim {
 }
 
 fn routes(shared: Arc<state::Shared>) -> axum::Router {
+    use axum::extract::DefaultBodyLimit;
     use axum::routing::{get, post};
+    // Uploads may be larger than axum's default 2 MB body limit.
+    let upload_limit = DefaultBodyLimit::max(material::UPLOAD_BODY_LIMIT);
     axum::Router::new()
         .route(paths::TOKEN, get(rest::token))
         .route(paths::STABLE_TOKEN, post(rest::stable_token))
@@ -199,6 +210,37 @@ fn routes(shared: Arc<state::Shared>) -> axum::Router {
         .route(paths::MENU_TRYMATCH, post(menus::trymatch))
         .route(paths::QRCODE_CREATE, post(qrcodes::create))
         .route(paths::SHOW_QRCODE, get(qrcodes::show))
+        .route(
+            paths::MEDIA_UPLOAD,
+            post(material::upload).layer(upload_limit),
+        )
+        .route(paths::MEDIA_GET, get(material::get))
+        .route(
+            paths::MEDIA_UPLOAD_IMG,
+            post(material::upload_img).layer(upload_limit),
+        )
+        .route(
+            paths::MATERIAL_ADD,
+            post(material::add_material).layer(upload_limit),
+        )
+        .route(paths::MATERIAL_GET, post(material::get_material))
+        .route(paths::MATERIAL_DELETE, post(material::del_material))
+        .route(paths::MATERIAL_COUNT, get(material::count))
+        .route(paths::MATERIAL_BATCHGET, post(material::batchget))
+        .route(paths::DRAFT_ADD, post(drafts::add))
+        .route(paths::DRAFT_GET, post(drafts::get))
+        .route(paths::DRAFT_DELETE, post(drafts::delete))
+        .route(paths::DRAFT_UPDATE, post(drafts::update))
+        .route(paths::DRAFT_COUNT, get(drafts::count))
+        .route(paths::DRAFT_BATCHGET, post(drafts::batchget))
+        .route(paths::COMMENT_OPEN, post(comments::open))
+        .route(paths::COMMENT_CLOSE, post(comments::close))
+        .route(paths::COMMENT_LIST, post(comments::list))
+        .route(paths::COMMENT_MARKELECT, post(comments::markelect))
+        .route(paths::COMMENT_UNMARKELECT, post(comments::unmarkelect))
+        .route(paths::COMMENT_DELETE, post(comments::delete))
+        .route(paths::COMMENT_REPLY_ADD, post(comments::reply_add))
+        .route(paths::COMMENT_REPLY_DELETE, post(comments::reply_delete))
         .route(paths::QUOTA_GET, post(quota::quota_get))
         .route(paths::CLEAR_QUOTA, post(quota::clear_quota))
         .route(paths::OAUTH_AUTHORIZE, get(oauth::authorize))
@@ -239,6 +281,12 @@ fn routes(shared: Arc<state::Shared>) -> axum::Router {
         )
         .route(paths::TEMPLATE_SETTINGS, post(templates::settings))
         .route(paths::QRCODES, get(qrcodes::list))
+        .route(paths::MATERIAL, get(material::list))
+        .route(paths::MMBIZ, get(material::file))
+        .route(
+            paths::COMMENTS,
+            get(comments::articles).post(comments::seed),
+        )
         .route(paths::QUOTA, get(quota::report).post(quota::settings))
         .route(paths::QUOTA_SETTINGS, post(quota::settings))
         .route(paths::JSSDK_VERIFY, post(oauth::jssdk_verify))

@@ -184,6 +184,14 @@ impl MassStore {
         self.apps.get_mut(appid).expect("inserted above")
     }
 
+    /// A new `msg_data_id`: uploaded news and the articles of `/_sim/comments` share the
+    /// sequence.
+    pub(crate) fn next_data_id(&mut self) -> u64 {
+        let id = self.next_data_id;
+        self.next_data_id += 1;
+        id
+    }
+
     fn msg_id(&mut self) -> u64 {
         let id = self.next_msg_id;
         self.next_msg_id += 1;
@@ -254,8 +262,7 @@ pub(crate) async fn upload_news(
     let media_id = random_media_id();
     let mut state = sim.lock();
     let created_at = state.now_ms() / 1000;
-    let data_id = state.mass.next_data_id;
-    state.mass.next_data_id += 1;
+    let data_id = state.mass.next_data_id();
     state.mass.app(&appid).news.insert(
         media_id.clone(),
         News {

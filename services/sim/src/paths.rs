@@ -97,6 +97,57 @@ pub const SHOW_QRCODE: &str = "/cgi-bin/showqrcode";
 pub const QUOTA_GET: &str = "/cgi-bin/openapi/quota/get";
 /// `POST /cgi-bin/clear_quota?access_token=` with `{appid}`.
 pub const CLEAR_QUOTA: &str = "/cgi-bin/clear_quota";
+/// `POST /cgi-bin/media/upload?access_token=&type=image|voice|video|thumb`, multipart `media`:
+/// temporary material (3 days).
+pub const MEDIA_UPLOAD: &str = "/cgi-bin/media/upload";
+/// `GET /cgi-bin/media/get?access_token=&media_id=`: a temporary material's bytes (a video:
+/// `{"video_url"}`).
+pub const MEDIA_GET: &str = "/cgi-bin/media/get";
+/// `POST /cgi-bin/media/uploadimg?access_token=`, multipart `media`: an image for article
+/// content, `{"url"}`.
+pub const MEDIA_UPLOAD_IMG: &str = "/cgi-bin/media/uploadimg";
+/// `POST /cgi-bin/material/add_material?access_token=&type=image|voice|video|thumb`, multipart
+/// `media` (and `description` for a video): permanent material.
+pub const MATERIAL_ADD: &str = "/cgi-bin/material/add_material";
+/// `POST /cgi-bin/material/get_material?access_token=` with `{media_id}`.
+pub const MATERIAL_GET: &str = "/cgi-bin/material/get_material";
+/// `POST /cgi-bin/material/del_material?access_token=` with `{media_id}`.
+pub const MATERIAL_DELETE: &str = "/cgi-bin/material/del_material";
+/// `GET /cgi-bin/material/get_materialcount?access_token=`.
+pub const MATERIAL_COUNT: &str = "/cgi-bin/material/get_materialcount";
+/// `POST /cgi-bin/material/batchget_material?access_token=` with `{type, offset, count}`.
+pub const MATERIAL_BATCHGET: &str = "/cgi-bin/material/batchget_material";
+/// `POST /cgi-bin/draft/add?access_token=` with `{articles: [...]}`.
+pub const DRAFT_ADD: &str = "/cgi-bin/draft/add";
+/// `POST /cgi-bin/draft/get?access_token=` with `{media_id}`.
+pub const DRAFT_GET: &str = "/cgi-bin/draft/get";
+/// `POST /cgi-bin/draft/delete?access_token=` with `{media_id}`.
+pub const DRAFT_DELETE: &str = "/cgi-bin/draft/delete";
+/// `POST /cgi-bin/draft/update?access_token=` with `{media_id, index, articles: {...}}`.
+pub const DRAFT_UPDATE: &str = "/cgi-bin/draft/update";
+/// `GET /cgi-bin/draft/count?access_token=`.
+pub const DRAFT_COUNT: &str = "/cgi-bin/draft/count";
+/// `POST /cgi-bin/draft/batchget?access_token=` with `{offset, count, no_content?}`.
+pub const DRAFT_BATCHGET: &str = "/cgi-bin/draft/batchget";
+/// `POST /cgi-bin/comment/open?access_token=` with `{msg_data_id, index}`.
+pub const COMMENT_OPEN: &str = "/cgi-bin/comment/open";
+/// `POST /cgi-bin/comment/close?access_token=` with `{msg_data_id, index}`.
+pub const COMMENT_CLOSE: &str = "/cgi-bin/comment/close";
+/// `POST /cgi-bin/comment/list?access_token=` with `{msg_data_id, index, begin, count, type}`.
+pub const COMMENT_LIST: &str = "/cgi-bin/comment/list";
+/// `POST /cgi-bin/comment/markelect?access_token=` with `{msg_data_id, index, user_comment_id}`.
+pub const COMMENT_MARKELECT: &str = "/cgi-bin/comment/markelect";
+/// `POST /cgi-bin/comment/unmarkelect?access_token=` with `{msg_data_id, index,
+/// user_comment_id}`.
+pub const COMMENT_UNMARKELECT: &str = "/cgi-bin/comment/unmarkelect";
+/// `POST /cgi-bin/comment/delete?access_token=` with `{msg_data_id, index, user_comment_id}`.
+pub const COMMENT_DELETE: &str = "/cgi-bin/comment/delete";
+/// `POST /cgi-bin/comment/reply/add?access_token=` with `{msg_data_id, index, user_comment_id,
+/// content}`.
+pub const COMMENT_REPLY_ADD: &str = "/cgi-bin/comment/reply/add";
+/// `POST /cgi-bin/comment/reply/delete?access_token=` with `{msg_data_id, index,
+/// user_comment_id}`.
+pub const COMMENT_REPLY_DELETE: &str = "/cgi-bin/comment/reply/delete";
 /// `GET /connect/oauth2/authorize?appid&redirect_uri&response_type=code&scope&state` (the host
 /// is `open.weixin.qq.com` at WeChat): `snsapi_base` redirects with a code, `snsapi_userinfo`
 /// shows the consent page.
@@ -160,8 +211,21 @@ pub const QRCODES: &str = "/_sim/qrcodes";
 pub const QUOTA: &str = "/_sim/quota";
 /// `POST {"api","daily_limit"}`: the same as `POST` [`QUOTA`].
 pub const QUOTA_SETTINGS: &str = "/_sim/quota/settings";
+/// `GET ?appid=`: the app's stored files (temporary and permanent material, article images).
+pub const MATERIAL: &str = "/_sim/material";
+/// `GET` a stored file by the key of its URL (`url`, `video_url`, `down_url`): the bytes
+/// (`mmbiz.qpic.cn` at WeChat; no access_token); 404 when unknown, deleted or expired.
+pub const MMBIZ: &str = "/_sim/mmbiz/{key}";
+/// `POST {"appid","msg_data_id"?,"index"?,"comments":[{"openid","content"}]}`: create an
+/// article (comments open) if needed and add user comments; `GET ?appid=` the articles.
+pub const COMMENTS: &str = "/_sim/comments";
 
 /// The gateway's callback route for one app: `/wechat/<appid>`.
 pub fn callback(appid: &str) -> String {
     format!("/wechat/{appid}")
+}
+
+/// The path of a stored file: [`MMBIZ`] with its key.
+pub fn mmbiz(key: &str) -> String {
+    MMBIZ.replace("{key}", key)
 }

@@ -121,6 +121,23 @@ pub(crate) async fn authorized(
     Ok(appid)
 }
 
+/// A JSON request body that must be an object (else 47001).
+pub(crate) fn json_body(body: &Bytes) -> Result<Value, SimError> {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .filter(Value::is_object)
+        .ok_or_else(|| SimError::api(47001))
+}
+
+/// A non-negative integer field given as a number or a numeric string.
+pub(crate) fn uint_field(body: &Value, key: &str) -> Option<u64> {
+    match body.get(key)? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
 /// `GET /cgi-bin/ticket/getticket`.
 pub(crate) async fn ticket(State(sim): State<Arc<Shared>>, Query(q): Params) -> Answer {
     let appid = authorized(&sim, &q, paths::TICKET).await?;

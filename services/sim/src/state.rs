@@ -45,8 +45,14 @@ pub(crate) fn errmsg(errcode: i64) -> &'static str {
         40001 => "invalid credential, access_token is invalid or not latest",
         40002 => "invalid grant_type",
         40003 => "invalid openid",
+        40004 => "invalid media type",
+        40005 => "invalid file type",
         40007 => "invalid media_id",
         40008 => "invalid message type",
+        40009 => "invalid image size",
+        40010 => "invalid voice size",
+        40011 => "invalid video size",
+        40012 => "invalid thumb size",
         40013 => "invalid appid",
         40016 => "invalid button size",
         40017 => "invalid button type",
@@ -68,16 +74,21 @@ pub(crate) fn errmsg(errcode: i64) -> &'static str {
         40097 => "invalid args",
         40102 => "invalid industry id",
         40130 => "invalid openid size, at least two openid",
+        40114 => "invalid index value",
         40125 => "invalid appsecret",
         40163 => "code been used",
         41001 => "access_token missing",
         41002 => "appid missing",
         41004 => "appsecret missing",
+        41005 => "media data missing",
         41008 => "missing code",
         41009 => "missing openid",
         42001 => "access_token expired",
         43004 => "require subscribe",
+        44003 => "empty news data",
         44004 => "empty content",
+        45003 => "title size out of limit",
+        45004 => "description size out of limit",
         45008 => "article size out of limit",
         45009 => "reach max api daily quota limit",
         45011 => "api minute-quota reach limit  mustslower  retry next minute",
@@ -107,6 +118,14 @@ pub(crate) fn errmsg(errcode: i64) -> &'static str {
         65303 => "there is no selfmenu, please create selfmenu first",
         65304 => "match rule empty",
         65305 => "menu count limit",
+        88000 => "without comment privilege",
+        88001 => "msg_data is not exists",
+        88003 => "elected comment upper limit",
+        88005 => "already reply",
+        88007 => "reply content beyond max len or content len is zero",
+        88008 => "comment is not exists",
+        88009 => "reply is not exists",
+        88010 => "count range error. cout <= 0 or count > 50",
         _ => "simulated error",
     }
 }
@@ -430,6 +449,12 @@ pub(crate) struct State {
     pub(crate) qrcodes: crate::qrcodes::QrStore,
     /// Per-day API call counters, daily limits and `clear_quota` resets.
     pub(crate) quota: crate::quota::QuotaStore,
+    /// Temporary and permanent material and article images, with their bytes.
+    pub(crate) material: crate::material::MaterialStore,
+    /// Drafts.
+    pub(crate) drafts: crate::drafts::DraftStore,
+    /// Articles and their comments.
+    pub(crate) comments: crate::comments::CommentStore,
 }
 
 impl State {
@@ -457,6 +482,9 @@ impl State {
             menus: crate::menus::MenuStore::default(),
             qrcodes: crate::qrcodes::QrStore::default(),
             quota: crate::quota::QuotaStore::default(),
+            material: crate::material::MaterialStore::default(),
+            drafts: crate::drafts::DraftStore::default(),
+            comments: crate::comments::CommentStore::default(),
         }
     }
 

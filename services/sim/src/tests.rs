@@ -210,7 +210,7 @@ async fn classic_token_overlap_and_errors() {
         errcode(&sim.post(paths::STABLE_TOKEN, json!("not an object")).await),
         47001
     );
-    let unknown = sim.get("/cgi-bin/material/get_materialcount").await;
+    let unknown = sim.get("/cgi-bin/freepublish/batchget").await;
     assert_eq!(errcode(&unknown), 48001, "{unknown}");
 }
 
@@ -3965,4 +3965,878 @@ async fn quota_get_limits_and_clear_quota() {
         )
         .await;
     assert_eq!(set["daily_limit"], 1000, "{set}");
+}
+
+// ---- material, drafts, comments -------------------------------------------------------------
+
+/// `len` bytes starting with `magic`, the rest a pattern (so a round trip checks every byte).
+fn fake_file(magic: &[u8], len: usize) -> Vec<u8> {
+    let pattern: Vec<u8> = (0..=250).collect();
+    let mut bytes = magic.to_vec();
+    while bytes.len() < len {
+        let take = (len - bytes.len()).min(pattern.len());
+        bytes.extend_from_slice(&pattern[..take]);
+    }
+    bytes
+}
+
+const JPG: &[u8] = b"\xff\xd8\xff\xe0";
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n";
+const AMR: &[u8] = b"#!AMR\n";
+const MP4: &[u8] = b"\0\0\0\x18ftypmp42";
+const WAV: &[u8] = b"RIFF\x24\0\0\0WAVEfmt ";
+
+/// One form part: (name, filename, content type, data).
+type FormPart<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [u8]);
+
+/// A `multipart/form-data` body and its Content-Type.
+fn multipart(parts: &[FormPart<'_>]) -> (String, Vec<u8>) {
+    const BOUNDARY: &str = "----simtest7d1f";
+    let mut body = Vec::new();
+    for (name, filename, content_type, data) in parts {
+        body.extend(
+            format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\"").bytes(),
+        );
+        if let Some(filename) = filename {
+            body.extend(format!("; filename=\"{filename}\"").bytes());
+        }
+        if let Some(content_type) = content_type {
+            body.extend(format!("\r\nContent-Type: {content_type}").bytes());
+        }
+        body.extend(b"\r\n\r\n");
+        body.extend(*data);
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{BOUNDARY}--\r\n").bytes());
+    (format!("multipart/form-data; boundary={BOUNDARY}"), body)
+}
+
+impl Running {
+    /// A token-checked multipart POST; `query` as in [`Running::api_get`].
+    async fn upload(&self, path: &str, token: &str, query: &str, parts: &[FormPart<'_>]) -> Value {
+        let (content_type, body) = multipart(parts);
+        self.http
+            .post(format!("{}{path}?access_token={token}&{query}", self.base))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Uploads one `media` file.
+    async fn upload_file(
+        &self,
+        path: &str,
+        token: &str,
+        kind: &str,
+        name: &str,
+        data: &[u8],
+    ) -> Value {
+        self.upload(
+            path,
+            token,
+            &format!("type={kind}"),
+            &[("media", Some(name), None, data)],
+        )
+        .await
+    }
+
+    /// A raw GET (full URL): status, Content-Type, Content-Disposition, bytes.
+    async fn fetch(&self, request: reqwest::RequestBuilder) -> (u16, String, String, Vec<u8>) {
+        let response = request.send().await.unwrap();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_default()
+        };
+        let (content_type, disposition) = (header("content-type"), header("content-disposition"));
+        let status = response.status().as_u16();
+        (
+            status,
+            content_type,
+            disposition,
+            response.bytes().await.unwrap().to_vec(),
+        )
+    }
+
+    async fn fetch_url(&self, url: &str) -> (u16, String, String, Vec<u8>) {
+        self.fetch(self.http.get(url)).await
+    }
+
+    async fn media_get(&self, token: &str, media_id: &str) -> (u16, String, String, Vec<u8>) {
+        let url = format!(
+            "{}{}?access_token={token}&media_id={media_id}",
+            self.base,
+            paths::MEDIA_GET
+        );
+        self.fetch_url(&url).await
+    }
+
+    async fn material_get(&self, token: &str, media_id: &str) -> (u16, String, String, Vec<u8>) {
+        let url = format!("{}{}?access_token={token}", self.base, paths::MATERIAL_GET);
+        self.fetch(self.http.post(url).json(&json!({"media_id": media_id})))
+            .await
+    }
+}
+
+/// The errcode of a raw answer that should be JSON.
+fn raw_errcode((_, content_type, _, bytes): &(u16, String, String, Vec<u8>)) -> i64 {
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    errcode(&serde_json::from_slice(bytes).unwrap())
+}
+
+#[tokio::test]
+async fn temporary_media_round_trip_and_expiry() {
+    let sim = Running::start(GATEWAY_DOWN).await;
+    let token = sim.token("wxsafe", "secret-safe").await;
+    let image = fake_file(JPG, 5_000);
+    let answer = sim
+        .upload(
+            paths::MEDIA_UPLOAD,
+            &token,
+            "type=image",
+            &[("media", Some("猫 1.jpg"), Some("image/jpeg"), &image)],
+        )
+        .await;
+    assert_eq!(answer["type"], "image", "{answer}");
+    assert!(answer["created_at"].is_i64(), "{answer}");
+    let image_id = answer["media_id"].as_str().unwrap().to_owned();
+
+    let (status, content_type, disposition, bytes) = sim.media_get(&token, &image_id).await;
+    assert_eq!(status, 200);
+    assert_eq!(content_type, "image/jpeg");
+    assert_eq!(disposition, "attachment; filename=\"猫 1.jpg\"");
+    assert_eq!(bytes, image, "the bytes round-trip");
+
+    // A thumb answers thumb_media_id; the Content-Type defaults from the format.
+    let thumb = fake_file(JPG, 1_000);
+    let answer = sim
+        .upload_file(paths::MEDIA_UPLOAD, &token, "thumb", "t.JPEG", &thumb)
+        .await;
+    assert_eq!(answer["type"], "thumb", "{answer}");
+    assert!(answer.get("media_id").is_none(), "{answer}");
+    let thumb_id = answer["thumb_media_id"].as_str().unwrap().to_owned();
+    let got = sim.media_get(&token, &thumb_id).await;
+    assert_eq!((got.1.as_str(), &got.3), ("image/jpeg", &thumb));
+
+    let voice = fake_file(AMR, 3_000);
+    let answer = sim
+        .upload_file(paths::MEDIA_UPLOAD, &token, "voice", "v.amr", &voice)
+        .await;
+    let voice_id = answer["media_id"].as_str().unwrap().to_owned();
+    assert_eq!(sim.media_get(&token, &voice_id).await.3, voice);
+
+    // A video answers its URL instead.
+    let video = fake_file(MP4, 20_000);
+    let answer = sim
+        .upload_file(paths::MEDIA_UPLOAD, &token, "video", "v.mp4", &video)
+        .await;
+    let video_id = answer["media_id"].as_str().unwrap().to_owned();
+    let got = sim.media_get(&token, &video_id).await;
+    let url: Value = serde_json::from_slice(&got.3).unwrap();
+    let video_url = url["video_url"].as_str().unwrap().to_owned();
+    assert!(
+        video_url.starts_with(&format!("{}/_sim/mmbiz/", sim.base)),
+        "{url}"
+    );
+    let (status, content_type, _, bytes) = sim.fetch_url(&video_url).await;
+    assert_eq!((status, content_type.as_str()), (200, "video/mp4"));
+    assert_eq!(bytes, video);
+
+    // Unknown ids, another app's id, a temporary id as permanent material: 40007.
+    assert_eq!(raw_errcode(&sim.media_get(&token, "nope").await), 40007);
+    let other = sim.token("wxplain", "secret-plain").await;
+    assert_eq!(raw_errcode(&sim.media_get(&other, &image_id).await), 40007);
+    assert_eq!(
+        raw_errcode(&sim.material_get(&token, &image_id).await),
+        40007
+    );
+    assert_eq!(raw_errcode(&sim.media_get("bad", &image_id).await), 40001);
+
+    let listed = sim.get(&format!("{}?appid=wxsafe", paths::MATERIAL)).await;
+    let files = listed["files"].as_array().unwrap();
+    assert_eq!(files.len(), 4, "{listed}");
+    assert_eq!(files[0]["media_id"], image_id.as_str());
+    assert_eq!(files[0]["type"], "image");
+    assert_eq!(files[0]["storage"], "temporary");
+    assert_eq!(files[0]["name"], "猫 1.jpg");
+    assert_eq!(files[0]["size"], 5_000);
+    assert_eq!(
+        files[0]["fnv1a64"],
+        format!("{:016x}", crate::fnv1a64(&image))
+    );
+    assert_eq!(files[0]["expired"], false);
+    assert_eq!(files[1]["type"], "thumb");
+    let quota = sim.get(&format!("{}?appid=wxsafe", paths::QUOTA)).await;
+    assert_eq!(quota["calls"][paths::MEDIA_UPLOAD]["used"], 4, "{quota}");
+    assert_eq!(quota["calls"][paths::MEDIA_UPLOAD]["daily_limit"], 100_000);
+
+    // Three days later they are gone.
+    sim.advance(3 * 86_400 - 10).await;
+    let token = sim.token("wxsafe", "secret-safe").await;
+    assert_eq!(sim.media_get(&token, &image_id).await.0, 200);
+    sim.advance(10).await;
+    assert_eq!(raw_errcode(&sim.media_get(&token, &image_id).await), 40007);
+    assert_eq!(sim.fetch_url(&video_url).await.0, 404);
+    let listed = sim.get(&format!("{}?appid=wxsafe", paths::MATERIAL)).await;
+    assert_eq!(listed["files"][0]["expired"], true, "{listed}");
+}
+
+#[tokio::test]
+async fn permanent_material_count_batchget_delete() {
+    let sim = Running::start(GATEWAY_DOWN).await;
+    let token = sim.token("wxsafe", "secret-safe").await;
+    let image = fake_file(PNG, 4_000);
+    let answer = sim
+        .upload_file(paths::MATERIAL_ADD, &token, "image", "a.png", &image)
+        .await;
+    let image_id = answer["media_id"].as_str().unwrap().to_owned();
+    let image_url = answer["url"].as_str().unwrap().to_owned();
+    assert_eq!(sim.fetch_url(&image_url).await.3, image);
+    let (status, content_type, disposition, bytes) = sim.material_get(&token, &image_id).await;
+    assert_eq!(status, 200);
+    assert_eq!(content_type, "image/png");
+    assert_eq!(disposition, "attachment; filename=\"a.png\"");
+    assert_eq!(bytes, image);
+    // Permanent ids are not temporary media.
+    assert_eq!(raw_errcode(&sim.media_get(&token, &image_id).await), 40007);
+
+    // A video needs its description.
+    let video = fake_file(MP4, 9_000);
+    let no_description = sim
+        .upload_file(paths::MATERIAL_ADD, &token, "video", "v.mp4", &video)
+        .await;
+    assert_eq!(errcode(&no_description), 40097, "{no_description}");
+    let description = json!({"title": "标题", "introduction": "简介"}).to_string();
+    let answer = sim
+        .upload(
+            paths::MATERIAL_ADD,
+            &token,
+            "type=video",
+            &[
+                ("media", Some("v.mp4"), Some("video/mp4"), &video),
+                ("description", None, None, description.as_bytes()),
+            ],
+        )
+        .await;
+    let video_id = answer["media_id"].as_str().unwrap().to_owned();
+    assert!(
+        answer.get("url").is_none(),
+        "only images have a url: {answer}"
+    );
+    let got = sim.material_get(&token, &video_id).await;
+    let info: Value = serde_json::from_slice(&got.3).unwrap();
+    assert_eq!(info["title"], "标题", "{info}");
+    assert_eq!(info["description"], "简介");
+    assert_eq!(
+        sim.fetch_url(info["down_url"].as_str().unwrap()).await.3,
+        video
+    );
+
+    // wav is a permanent voice format only.
+    let wav = fake_file(WAV, 2_000);
+    let temp = sim
+        .upload_file(paths::MEDIA_UPLOAD, &token, "voice", "v.wav", &wav)
+        .await;
+    assert_eq!(errcode(&temp), 40005, "{temp}");
+    let voice = sim
+        .upload_file(paths::MATERIAL_ADD, &token, "voice", "v.wav", &wav)
+        .await;
+    let voice_id = voice["media_id"].as_str().unwrap().to_owned();
+    assert_eq!(sim.material_get(&token, &voice_id).await.3, wav);
+    let thumb = fake_file(JPG, 2_000);
+    let thumb_id = sim
+        .upload_file(paths::MATERIAL_ADD, &token, "thumb", "t.jpg", &thumb)
+        .await["media_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let count = sim.api_get(paths::MATERIAL_COUNT, &token, "").await;
+    assert_eq!(
+        count,
+        json!({"voice_count": 1, "video_count": 1, "image_count": 2, "news_count": 0})
+    );
+    let batch = |body: Value| sim.api_post(paths::MATERIAL_BATCHGET, &token, body);
+    let images = batch(json!({"type": "image", "offset": 0, "count": 20})).await;
+    assert_eq!(images["total_count"], 2, "{images}");
+    assert_eq!(images["item_count"], 2);
+    let items = images["item"].as_array().unwrap();
+    assert_eq!(items[0]["media_id"], thumb_id.as_str(), "newest first");
+    assert_eq!(items[1]["media_id"], image_id.as_str());
+    assert_eq!(items[1]["name"], "a.png");
+    assert_eq!(items[1]["url"], image_url.as_str());
+    assert!(items[1]["update_time"].is_i64());
+    let page = batch(json!({"type": "image", "offset": 1, "count": 1})).await;
+    assert_eq!(page["item"][0]["media_id"], image_id.as_str(), "{page}");
+    assert_eq!(page["total_count"], 2);
+    let videos = batch(json!({"type": "video", "offset": 0, "count": 5})).await;
+    assert_eq!(videos["item"][0]["media_id"], video_id.as_str());
+    let news = batch(json!({"type": "news", "offset": 0, "count": 5})).await;
+    assert_eq!(news, json!({"total_count": 0, "item_count": 0, "item": []}));
+    for (body, code) in [
+        (json!({"type": "image", "offset": 0, "count": 0}), 40097),
+        (json!({"type": "image", "offset": 0, "count": 21}), 40097),
+        (json!({"type": "image", "offset": -1, "count": 1}), 40097),
+        (json!({"type": "music", "offset": 0, "count": 1}), 40004),
+        (json!({"type": "thumb", "offset": 0, "count": 1}), 40004),
+    ] {
+        assert_eq!(errcode(&batch(body.clone()).await), code, "{body}");
+    }
+
+    let delete = |id: &str| sim.api_post(paths::MATERIAL_DELETE, &token, json!({"media_id": id}));
+    assert_eq!(
+        delete(&image_id).await,
+        json!({"errcode": 0, "errmsg": "ok"})
+    );
+    assert_eq!(errcode(&delete(&image_id).await), 40007);
+    assert_eq!(errcode(&delete("nope").await), 40007);
+    assert_eq!(
+        raw_errcode(&sim.material_get(&token, &image_id).await),
+        40007
+    );
+    assert_eq!(sim.fetch_url(&image_url).await.0, 404);
+    let count = sim.api_get(paths::MATERIAL_COUNT, &token, "").await;
+    assert_eq!(count["image_count"], 1, "{count}");
+    let other = sim.token("wxplain", "secret-plain").await;
+    assert_eq!(
+        errcode(
+            &sim.api_post(
+                paths::MATERIAL_DELETE,
+                &other,
+                json!({"media_id": thumb_id})
+            )
+            .await
+        ),
+        40007,
+        "another app's material"
+    );
+}
+
+#[tokio::test]
+async fn upload_type_and_size_errors() {
+    let sim = Running::start(GATEWAY_DOWN).await;
+    let token = sim.token("wxsafe", "secret-safe").await;
+    let jpg = fake_file(JPG, 100);
+    let up = |path: &'static str, kind: &'static str, name: &'static str, data: Vec<u8>| {
+        let (sim, token) = (&sim, &token);
+        async move { errcode(&sim.upload_file(path, token, kind, name, &data).await) }
+    };
+    for path in [paths::MEDIA_UPLOAD, paths::MATERIAL_ADD] {
+        assert_eq!(
+            up(path, "file", "a.jpg", jpg.clone()).await,
+            40004,
+            "{path}"
+        );
+        assert_eq!(
+            up(path, "image", "a.png", jpg.clone()).await,
+            40005,
+            "{path}: the content is jpg"
+        );
+        assert_eq!(
+            up(path, "image", "a.txt", b"hello".to_vec()).await,
+            40005,
+            "{path}"
+        );
+        assert_eq!(
+            up(path, "image", "a", jpg.clone()).await,
+            40005,
+            "{path}: no extension"
+        );
+        assert_eq!(
+            up(path, "thumb", "a.png", fake_file(PNG, 100)).await,
+            40005,
+            "{path}"
+        );
+        assert_eq!(
+            up(path, "video", "a.mp4", jpg.clone()).await,
+            40005,
+            "{path}"
+        );
+        assert_eq!(
+            up(path, "thumb", "a.jpg", fake_file(JPG, 64 * 1024)).await,
+            0,
+            "{path}"
+        );
+        assert_eq!(
+            up(path, "thumb", "a.jpg", fake_file(JPG, 64 * 1024 + 1)).await,
+            40012,
+            "{path}"
+        );
+        assert_eq!(
+            up(
+                path,
+                "voice",
+                "a.mp3",
+                fake_file(b"ID3", 2 * 1024 * 1024 + 1)
+            )
+            .await,
+            40010,
+            "{path}"
+        );
+        assert_eq!(
+            up(path, "image", "a.jpg", Vec::new()).await,
+            41005,
+            "{path}: empty"
+        );
+        // No `media` field, or not a form at all.
+        let answer = sim
+            .upload(
+                path,
+                &token,
+                "type=image",
+                &[("file", Some("a.jpg"), None, &jpg)],
+            )
+            .await;
+        assert_eq!(errcode(&answer), 41005, "{path}: {answer}");
+        let answer = sim
+            .post(
+                &format!("{path}?access_token={token}&type=image"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(errcode(&answer), 41005, "{path}: {answer}");
+    }
+    let answer = sim
+        .upload_file(paths::MEDIA_UPLOAD, "", "image", "a.jpg", &jpg)
+        .await;
+    assert_eq!(errcode(&answer), 41001, "{answer}");
+
+    // uploadimg: jpg/png up to 1 MB, served at its URL.
+    let img = |name: &'static str, data: Vec<u8>| {
+        let (sim, token) = (&sim, &token);
+        async move {
+            sim.upload_file(paths::MEDIA_UPLOAD_IMG, token, "", name, &data)
+                .await
+        }
+    };
+    let png = fake_file(PNG, 1024 * 1024);
+    let answer = img("p.png", png.clone()).await;
+    let url = answer["url"].as_str().unwrap().to_owned();
+    assert!(
+        url.starts_with(&format!("{}/_sim/mmbiz/", sim.base)),
+        "{answer}"
+    );
+    let (status, content_type, _, bytes) = sim.fetch_url(&url).await;
+    assert_eq!((status, content_type.as_str()), (200, "image/png"));
+    assert_eq!(bytes, png);
+    assert_eq!(
+        errcode(&img("p.png", fake_file(PNG, 1024 * 1024 + 1)).await),
+        40009
+    );
+    assert_eq!(
+        errcode(&img("g.gif", fake_file(b"GIF89a", 100)).await),
+        40005
+    );
+    // Article images are not material.
+    let count = sim.api_get(paths::MATERIAL_COUNT, &token, "").await;
+    assert_eq!(count["image_count"], 1, "the permanent thumb: {count}");
+    assert_eq!(
+        sim.fetch_url(&format!("{}/_sim/mmbiz/nope", sim.base))
+            .await
+            .0,
+        404
+    );
+}
+
+#[test]
+fn file_checks_by_extension_magic_and_size() {
+    use crate::material::{Kind, Storage, check_file};
+    let check =
+        |kind, storage, name: &str, bytes: Vec<u8>| match check_file(kind, storage, name, &bytes) {
+            Ok(_) => 0,
+            Err(crate::SimError::Api { errcode, .. }) => errcode,
+            Err(other) => panic!("{other}"),
+        };
+    let (temp, perm, news) = (Storage::Temporary, Storage::Permanent, Storage::NewsImage);
+    let (image, voice, video, thumb) = (Kind::Image, Kind::Voice, Kind::Video, Kind::Thumb);
+    const WMA: &[u8] = b"\x30\x26\xb2\x75\x8e\x66\xcf\x11";
+    const MB: usize = 1024 * 1024;
+    assert_eq!(check(image, temp, "A.JPG", fake_file(JPG, 10)), 0);
+    assert_eq!(check(image, perm, "a.jpeg", fake_file(JPG, 10)), 0);
+    assert_eq!(check(image, temp, "a.bmp", fake_file(b"BM", 10)), 0);
+    assert_eq!(check(image, temp, "a.gif", fake_file(b"GIF87a", 10)), 0);
+    assert_eq!(check(image, temp, "a.gif", fake_file(PNG, 10)), 40005);
+    assert_eq!(
+        check(image, temp, "a.gif", fake_file(b"GIF89a", 10 * MB)),
+        0
+    );
+    assert_eq!(
+        check(image, perm, "a.gif", fake_file(b"GIF89a", 10 * MB + 1)),
+        40009
+    );
+    assert_eq!(check(voice, temp, "a.mp3", vec![0xff, 0xfb, 0x90, 0x44]), 0);
+    assert_eq!(check(voice, perm, "a.wma", fake_file(WMA, 20)), 0);
+    assert_eq!(check(voice, temp, "a.wma", fake_file(WMA, 20)), 40005);
+    assert_eq!(check(video, temp, "a.mp4", fake_file(MP4, 10 * MB)), 0);
+    assert_eq!(
+        check(video, perm, "a.mp4", fake_file(MP4, 10 * MB + 1)),
+        40011
+    );
+    assert_eq!(check(thumb, temp, "a.jpeg", fake_file(JPG, 10)), 0);
+    assert_eq!(check(image, news, "a.bmp", fake_file(b"BM", 10)), 40005);
+}
+
+#[tokio::test]
+async fn drafts_add_get_update_batchget_delete() {
+    let sim = Running::start(GATEWAY_DOWN).await;
+    let token = sim.token("wxsafe", "secret-safe").await;
+    let thumb = sim
+        .upload_file(
+            paths::MATERIAL_ADD,
+            &token,
+            "thumb",
+            "t.jpg",
+            &fake_file(JPG, 100),
+        )
+        .await["media_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let temporary = sim
+        .upload_file(
+            paths::MEDIA_UPLOAD,
+            &token,
+            "image",
+            "t.jpg",
+            &fake_file(JPG, 100),
+        )
+        .await["media_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let article = |title: &str| json!({"title": title, "content": "<p>正文<b>内容</b></p>", "thumb_media_id": thumb, "author": "作者", "need_open_comment": 1});
+    let add =
+        |articles: Value| sim.api_post(paths::DRAFT_ADD, &token, json!({"articles": articles}));
+    let mut temp_cover = article("a");
+    temp_cover["thumb_media_id"] = json!(temporary);
+    let mut no_content = article("a");
+    no_content["content"] = json!("");
+    for (articles, code, what) in [
+        (json!([]), 44003, "no articles"),
+        (
+            json!([{"content": "x", "thumb_media_id": thumb}]),
+            44003,
+            "no title",
+        ),
+        (json!([no_content]), 44003, "no content"),
+        (json!([temp_cover]), 40007, "a temporary cover"),
+        (
+            json!([article("x"), {"title": "t", "content": "c"}]),
+            40007,
+            "no cover",
+        ),
+        (json!(vec![article("x"); 9]), 45008, "nine articles"),
+        (
+            json!([article(&"字".repeat(33))]),
+            45003,
+            "33-character title",
+        ),
+    ] {
+        let answer = add(articles).await;
+        assert_eq!(errcode(&answer), code, "{what}: {answer}");
+    }
+    let answer = add(json!([article(&"字".repeat(32)), article("second")])).await;
+    let media_id = answer["media_id"].as_str().unwrap().to_owned();
+
+    let get = |id: &str| sim.api_post(paths::DRAFT_GET, &token, json!({"media_id": id}));
+    let draft = get(&media_id).await;
+    let items = draft["news_item"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{draft}");
+    assert_eq!(items[1]["title"], "second");
+    assert_eq!(items[1]["digest"], "正文内容", "the text of the content");
+    assert_eq!(items[1]["thumb_media_id"], thumb.as_str());
+    assert_eq!(items[1]["need_open_comment"], 1);
+    assert_eq!(items[1]["only_fans_can_comment"], 0);
+    assert_eq!(errcode(&get("nope").await), 40007);
+    let other = sim.token("wxplain", "secret-plain").await;
+    assert_eq!(
+        errcode(
+            &sim.api_post(paths::DRAFT_GET, &other, json!({"media_id": media_id}))
+                .await
+        ),
+        40007
+    );
+
+    let second = add(json!([article("another")])).await["media_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        sim.api_get(paths::DRAFT_COUNT, &token, "").await,
+        json!({"total_count": 2})
+    );
+
+    let update = |index: Value, article: Value| {
+        sim.api_post(
+            paths::DRAFT_UPDATE,
+            &token,
+            json!({"media_id": media_id, "index": index, "articles": article}),
+        )
+    };
+    let mut changed = article("changed");
+    changed["digest"] = json!("摘要");
+    assert_eq!(
+        update(json!(1), changed.clone()).await,
+        json!({"errcode": 0, "errmsg": "ok"})
+    );
+    assert_eq!(errcode(&update(json!(2), changed.clone()).await), 40114);
+    assert_eq!(
+        errcode(&update(json!(0), json!({"title": "x"})).await),
+        44003
+    );
+    let draft = get(&media_id).await;
+    assert_eq!(draft["news_item"][1]["title"], "changed");
+    assert_eq!(draft["news_item"][1]["digest"], "摘要");
+
+    let batch = |body: Value| sim.api_post(paths::DRAFT_BATCHGET, &token, body);
+    let list = batch(json!({"offset": 0, "count": 20})).await;
+    assert_eq!(list["total_count"], 2, "{list}");
+    assert_eq!(
+        list["item"][0]["media_id"],
+        media_id.as_str(),
+        "the newest change first"
+    );
+    assert_eq!(list["item"][1]["media_id"], second.as_str());
+    assert_eq!(
+        list["item"][0]["content"]["news_item"][1]["title"],
+        "changed"
+    );
+    assert!(list["item"][0]["update_time"].is_i64());
+    let list = batch(json!({"offset": 1, "count": 1, "no_content": 1})).await;
+    assert_eq!(list["item_count"], 1, "{list}");
+    let item = &list["item"][0]["content"]["news_item"][0];
+    assert_eq!(item["title"], "another");
+    assert!(item.get("content").is_none(), "{item}");
+    assert_eq!(
+        errcode(&batch(json!({"offset": 0, "count": 21})).await),
+        40097
+    );
+
+    let delete = |id: &str| sim.api_post(paths::DRAFT_DELETE, &token, json!({"media_id": id}));
+    assert_eq!(errcode(&delete(&second).await), 0);
+    assert_eq!(errcode(&delete(&second).await), 40007);
+    assert_eq!(errcode(&get(&second).await), 40007);
+    assert_eq!(
+        sim.api_get(paths::DRAFT_COUNT, &token, "").await["total_count"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn comments_every_verb_and_its_errors() {
+    let sim = Running::start(GATEWAY_DOWN).await;
+    let token = sim.token("wxsafe", "secret-safe").await;
+    let seeded = sim
+        .post(
+            paths::COMMENTS,
+            json!({"appid": "wxsafe", "comments": [
+                {"openid": "o1", "content": "一"},
+                {"openid": "o2", "content": "二"},
+                {"openid": "o3", "content": "三"},
+            ]}),
+        )
+        .await;
+    assert_eq!(seeded["index"], 0, "{seeded}");
+    assert_eq!(seeded["open"], true);
+    assert_eq!(seeded["user_comment_ids"], json!([1, 2, 3]));
+    let data_id = seeded["msg_data_id"].as_u64().unwrap();
+    let more = sim
+        .post(
+            paths::COMMENTS,
+            json!({"appid": "wxsafe", "msg_data_id": data_id, "comments": [{"openid": "o4", "content": "四"}]}),
+        )
+        .await;
+    assert_eq!(more["user_comment_ids"], json!([4]), "{more}");
+
+    let call = |path: &'static str, extra: Value| {
+        let mut body = json!({"msg_data_id": data_id, "index": 0});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        sim.api_post(path, &token, body)
+    };
+    let on = |path: &'static str, id: u64| call(path, json!({"user_comment_id": id}));
+    let list = |kind: u64| {
+        call(
+            paths::COMMENT_LIST,
+            json!({"begin": 0, "count": 50, "type": kind}),
+        )
+    };
+
+    let all = list(0).await;
+    assert_eq!(all["errcode"], 0, "{all}");
+    assert_eq!(all["total"], 4);
+    let first = &all["comment"][0];
+    assert_eq!(first["user_comment_id"], 1);
+    assert_eq!(first["openid"], "o1");
+    assert_eq!(first["content"], "一");
+    assert_eq!(first["comment_type"], 0);
+    assert!(
+        first["create_time"].is_i64() && first.get("reply").is_none(),
+        "{first}"
+    );
+    let page = call(
+        paths::COMMENT_LIST,
+        json!({"begin": 1, "count": 2, "type": 0}),
+    )
+    .await;
+    assert_eq!(page["total"], 4);
+    assert_eq!(page["comment"][0]["user_comment_id"], 2, "{page}");
+    assert_eq!(page["comment"].as_array().unwrap().len(), 2);
+    for count in [0, 51] {
+        let answer = call(
+            paths::COMMENT_LIST,
+            json!({"begin": 0, "count": count, "type": 0}),
+        )
+        .await;
+        assert_eq!(errcode(&answer), 88010, "count {count}: {answer}");
+    }
+    let unknown = sim
+        .api_post(
+            paths::COMMENT_LIST,
+            &token,
+            json!({"msg_data_id": 1, "index": 0, "begin": 0, "count": 5, "type": 0}),
+        )
+        .await;
+    assert_eq!(errcode(&unknown), 88001, "{unknown}");
+    assert_eq!(
+        errcode(&call(paths::COMMENT_LIST, json!({"index": 1, "count": 5})).await),
+        88001
+    );
+
+    // Elect.
+    assert_eq!(
+        on(paths::COMMENT_MARKELECT, 1).await,
+        json!({"errcode": 0, "errmsg": "ok"})
+    );
+    let elected = list(2).await;
+    assert_eq!(elected["total"], 1, "{elected}");
+    assert_eq!(elected["comment"][0]["comment_type"], 1);
+    assert_eq!(list(1).await["total"], 3);
+    assert_eq!(errcode(&on(paths::COMMENT_MARKELECT, 99).await), 88008);
+    assert_eq!(errcode(&on(paths::COMMENT_UNMARKELECT, 1).await), 0);
+    assert_eq!(list(2).await["total"], 0);
+    assert_eq!(errcode(&on(paths::COMMENT_UNMARKELECT, 99).await), 88008);
+
+    // Reply.
+    let reply = |id: u64, content: &str| {
+        call(
+            paths::COMMENT_REPLY_ADD,
+            json!({"user_comment_id": id, "content": content}),
+        )
+    };
+    assert_eq!(errcode(&reply(2, "谢谢").await), 0);
+    assert_eq!(errcode(&reply(2, "again").await), 88005);
+    assert_eq!(errcode(&reply(3, "").await), 88007);
+    assert_eq!(errcode(&reply(3, &"字".repeat(1001)).await), 88007);
+    assert_eq!(errcode(&reply(3, &"字".repeat(1000)).await), 0);
+    assert_eq!(errcode(&reply(99, "x").await), 88008);
+    let replied = &list(0).await["comment"][1];
+    assert_eq!(replied["reply"]["content"], "谢谢", "{replied}");
+    assert!(replied["reply"]["create_time"].is_i64());
+    assert_eq!(errcode(&on(paths::COMMENT_REPLY_DELETE, 2).await), 0);
+    assert_eq!(errcode(&on(paths::COMMENT_REPLY_DELETE, 2).await), 88009);
+    assert!(list(0).await["comment"][1].get("reply").is_none());
+
+    // Delete.
+    assert_eq!(errcode(&on(paths::COMMENT_DELETE, 4).await), 0);
+    assert_eq!(errcode(&on(paths::COMMENT_DELETE, 4).await), 88008);
+    assert_eq!(list(0).await["total"], 3);
+
+    // Closed: the verbs answer 88000, listing still works; open again.
+    assert_eq!(errcode(&call(paths::COMMENT_CLOSE, json!({})).await), 0);
+    for path in [
+        paths::COMMENT_MARKELECT,
+        paths::COMMENT_UNMARKELECT,
+        paths::COMMENT_DELETE,
+        paths::COMMENT_REPLY_DELETE,
+    ] {
+        assert_eq!(errcode(&on(path, 1).await), 88000, "{path}");
+    }
+    assert_eq!(errcode(&reply(1, "x").await), 88000);
+    assert_eq!(list(0).await["total"], 3);
+    let state = sim.get(&format!("{}?appid=wxsafe", paths::COMMENTS)).await;
+    assert_eq!(state["articles"][0]["open"], false, "{state}");
+    assert_eq!(errcode(&call(paths::COMMENT_OPEN, json!({})).await), 0);
+    assert_eq!(errcode(&on(paths::COMMENT_MARKELECT, 1).await), 0);
+    for path in [paths::COMMENT_OPEN, paths::COMMENT_CLOSE] {
+        let unknown = sim
+            .api_post(path, &token, json!({"msg_data_id": data_id, "index": 5}))
+            .await;
+        assert_eq!(errcode(&unknown), 88001, "{path}");
+        let missing = sim.api_post(path, &token, json!({"index": 0})).await;
+        assert_eq!(errcode(&missing), 40097, "{path}");
+    }
+    // Another app does not see the article.
+    let other = sim.token("wxplain", "secret-plain").await;
+    let answer = sim
+        .api_post(paths::COMMENT_OPEN, &other, json!({"msg_data_id": data_id}))
+        .await;
+    assert_eq!(errcode(&answer), 88001);
+
+    let state = sim.get(&format!("{}?appid=wxsafe", paths::COMMENTS)).await;
+    let article = &state["articles"][0];
+    assert_eq!(article["msg_data_id"], data_id, "{state}");
+    assert_eq!(article["open"], true);
+    assert_eq!(article["comments"][0]["elected"], true);
+    assert_eq!(article["comments"].as_array().unwrap().len(), 3);
+
+    // At most 100 elected comments per article (index 1: another article).
+    let many: Vec<Value> = (0..101)
+        .map(|i| json!({"openid": format!("o{i}"), "content": "x"}))
+        .collect();
+    let seeded = sim
+        .post(
+            paths::COMMENTS,
+            json!({"appid": "wxsafe", "msg_data_id": data_id, "index": 1, "comments": many}),
+        )
+        .await;
+    assert_eq!(
+        seeded["user_comment_ids"][100], 101,
+        "ids are per article: {seeded}"
+    );
+    let elect = |id: u64| {
+        sim.api_post(
+            paths::COMMENT_MARKELECT,
+            &token,
+            json!({"msg_data_id": data_id, "index": 1, "user_comment_id": id}),
+        )
+    };
+    for id in 1..=100 {
+        assert_eq!(errcode(&elect(id).await), 0, "{id}");
+    }
+    assert_eq!(errcode(&elect(101).await), 88003);
+    assert_eq!(
+        errcode(&elect(100).await),
+        0,
+        "an elected one stays elected"
+    );
+
+    // Control-API errors.
+    let bad = sim
+        .http
+        .post(format!("{}{}", sim.base, paths::COMMENTS))
+        .json(&json!({"appid": "wxnope", "comments": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 404);
+    let bad = sim
+        .http
+        .post(format!("{}{}", sim.base, paths::COMMENTS))
+        .json(&json!({"appid": "wxsafe", "comments": [{"openid": "", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
 }

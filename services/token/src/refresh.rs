@@ -287,6 +287,19 @@ impl Refresher {
         tracing::Span::current().record("fingerprint", fp.as_str());
         let previous = self.store.get(app_id, kind).await?;
         self.store.set(app_id, kind, &issued.value, ttl_ms).await?;
+        // Age and life left are `time() - refreshed_at` and `expires_at - time()` in PromQL.
+        let now_secs = wxoa_runtime::now_ms() / 1000;
+        let labels = format!("app=\"{app_id}\",kind=\"{kind}\"");
+        let gauge = |name: &str, value: i64| {
+            self.health
+                .gauge(name, &labels)
+                .store(value, std::sync::atomic::Ordering::Relaxed)
+        };
+        gauge("wxoa_token_stored_at_seconds", now_secs);
+        gauge(
+            "wxoa_token_expires_at_seconds",
+            now_secs + issued.expires_in as i64,
+        );
         if previous.as_deref() == Some(issued.value.as_str()) {
             // stable_token and getticket answer the same value while it is valid: only its TTL
             // changed, which is not news.

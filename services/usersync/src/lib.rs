@@ -116,7 +116,7 @@ impl App {
         );
         let apps: Vec<String> = config.apps.iter().map(|a| a.appid.clone()).collect();
         let shared = Shared {
-            wechat: WechatClient::new(config, redis.clone(), nats.clone()),
+            wechat: WechatClient::new(config, redis.clone(), nats.clone(), &health),
             dir: directory::Directory::new(redis.clone(), &config.redis.key_prefix),
             nats,
             redis,
@@ -160,6 +160,9 @@ impl App {
         let command_stream = wxoa_runtime::connect::commands_stream(&js, &nats_config).await?;
         let events_consumer = consumer::provision(&inbound, &events).await?;
         let commands_consumer = consumer::provision(&command_stream, &commands).await?;
+        for c in [&events_consumer, &commands_consumer] {
+            health.watch_consumer(c);
+        }
         let requests = responder::subscribe(
             &shared.nats,
             &subjects::api_listen(&shared.prefix, apis::USERS),

@@ -64,7 +64,7 @@ impl App {
         };
         tracing::info!(%addr, public_url, "web service listening");
         let shared = Shared {
-            wechat: WechatClient::new(config, redis.clone(), nats),
+            wechat: WechatClient::new(config, redis.clone(), nats, &health),
             http: wxoa_wechat::http_client(&config.wechat),
             signer: sign::Signer::new(config.web.session_secret.expose_secret()),
             config: config.clone(),

@@ -75,6 +75,34 @@ pub(crate) enum Command {
         #[arg(long)]
         clear: bool,
     },
+    /// Material (media) of an app: uploads with a progress bar, downloads, lists, through the
+    /// operator API.
+    Material {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: MaterialCommand,
+    },
+    /// Drafts (news articles) of an app, through the operator API.
+    Drafts {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: DraftsCommand,
+    },
+    /// Comments on an article of an app, through the operator API.
+    Comments {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// The article's msg_data_id (from the mass send).
+        #[arg(long, global = true)]
+        msg_data_id: Option<u64>,
+        /// The article's index in its news (0 = the first).
+        #[arg(long, global = true, default_value_t = 0)]
+        index: u32,
+        #[command(subcommand)]
+        command: CommentsCommand,
+    },
     /// Token status of an app (never the token), through the operator API.
     TokenStatus {
         #[command(flatten)]
@@ -129,6 +157,24 @@ pub(crate) enum Command {
     },
     /// Print the effective configuration (secrets redacted).
     Config,
+}
+
+impl Command {
+    /// The service name in traces (`wxoa-<name>`).
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Command::Dev => "dev",
+            Command::Gateway => "gateway",
+            Command::Token => "token",
+            Command::Replier => "replier",
+            Command::Usersync => "usersync",
+            Command::Web => "web",
+            Command::Admin => "admin",
+            Command::Broadcast => "broadcast",
+            Command::Sim { .. } => "sim",
+            _ => "cli",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -320,6 +366,142 @@ pub(crate) struct ApiArgs {
     /// A bearer token of `api.tokens`.
     #[arg(long, global = true, env = "WXOA_API_TOKEN", hide_env_values = true)]
     pub(crate) api_token: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MaterialCommand {
+    /// Upload a file: temporary (3 days) by default, `--permanent` for a permanent material.
+    Upload {
+        /// The file.
+        file: PathBuf,
+        /// image, voice, video or thumb.
+        #[arg(long = "type")]
+        kind: String,
+        /// A permanent material.
+        #[arg(long)]
+        permanent: bool,
+        /// A permanent video's title.
+        #[arg(long)]
+        title: Option<String>,
+        /// A permanent video's introduction.
+        #[arg(long)]
+        introduction: Option<String>,
+    },
+    /// Upload an image for an article's content (jpg or png, 1 MB); prints its URL.
+    Image {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Download a material (`--temporary` for a temporary media) to a file, or print its JSON.
+    Get {
+        /// The media_id.
+        media_id: String,
+        /// A temporary media.
+        #[arg(long)]
+        temporary: bool,
+        /// Where to write the file (default: the name WeChat gives, in the current directory).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Delete a permanent material.
+    Delete {
+        /// The media_id.
+        media_id: String,
+    },
+    /// Permanent materials per type.
+    Count,
+    /// List permanent materials of one type.
+    List {
+        /// image, voice, video or news.
+        #[arg(long = "type", default_value = "image")]
+        kind: String,
+        /// The first item.
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+        /// How many (1..=20).
+        #[arg(long, default_value_t = 20)]
+        count: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DraftsCommand {
+    /// Add a draft from a JSON file `{"articles": [...]}`.
+    Add {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Print a draft.
+    Get {
+        /// The draft's media_id.
+        media_id: String,
+    },
+    /// Delete a draft.
+    Delete {
+        /// The draft's media_id.
+        media_id: String,
+    },
+    /// How many drafts there are.
+    Count,
+    /// List drafts.
+    List {
+        /// The first item.
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+        /// How many (1..=20).
+        #[arg(long, default_value_t = 20)]
+        count: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CommentsCommand {
+    /// Open comments on the article.
+    Open,
+    /// Close comments on the article.
+    Close,
+    /// List comments, one page.
+    List {
+        /// The first comment.
+        #[arg(long, default_value_t = 0)]
+        begin: u32,
+        /// How many (1..=50).
+        #[arg(long, default_value_t = 50)]
+        count: u32,
+        /// all, normal or elected.
+        #[arg(long = "type", default_value = "all")]
+        kind: String,
+    },
+    /// Mark a comment as elected (shown to everyone).
+    Elect {
+        /// The user_comment_id.
+        comment: u64,
+    },
+    /// Unmark an elected comment.
+    Unelect {
+        /// The user_comment_id.
+        comment: u64,
+    },
+    /// Delete a comment.
+    Delete {
+        /// The user_comment_id.
+        comment: u64,
+    },
+    /// Reply to a comment.
+    Reply {
+        /// The user_comment_id.
+        comment: u64,
+        /// The reply.
+        content: String,
+    },
+    /// Delete the reply to a comment.
+    DeleteReply {
+        /// The user_comment_id.
+        comment: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -331,6 +513,8 @@ pub(crate) enum MenuCommand {
     },
     /// Print the current menu.
     Get,
+    /// Print the menu users see, also one set in WeChat's console.
+    Current,
     /// Delete the menu.
     Delete,
 }

@@ -159,6 +159,8 @@ fn print_banner(
          \n  export WXOA__NATS__URL={nats}\
          \n  wxoa rules --app {DEMO_PLAIN_APP} list      wxoa rules --app {DEMO_PLAIN_APP} test --text hello\
          \n  wxoa rules --app {DEMO_PLAIN_APP} put my-rules.toml   (docs/rules.md)\
+         \nMenus: wxoa menu --app {DEMO_PLAIN_APP} apply deploy/menu.demo.toml, then click it:\
+         \n  wxoa sim send --app {DEMO_PLAIN_APP} --event CLICK --event-key V1001_NEWS\
          \nBroadcasts: wxoa broadcasts --app {DEMO_PLAIN_APP} start job.json   (docs/broadcasts.md)\
          \nFollowers: wxoa users --app {DEMO_PLAIN_APP} sync    (the simulator: POST {sim}/_sim/users/generate)\
          \nA reply not given within the budget ({budget} ms) goes out as a customer-service message.\

@@ -2,6 +2,7 @@
 
 mod cli;
 mod dev;
+mod operator;
 mod run;
 mod verbs;
 
@@ -21,12 +22,14 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(64);
         }
     };
-    wxoa_runtime::telemetry::init(&config.telemetry);
-    match run::command(cli.command, config).await {
+    let telemetry = wxoa_runtime::telemetry::init(&config.telemetry, cli.command.name());
+    let code = match run::command(cli.command, config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wxoa: {e:#}");
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }

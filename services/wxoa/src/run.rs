@@ -15,7 +15,10 @@ use wxoa_wire::command::CustomMessage;
 macro_rules! service {
     ($app:path, $config:expr) => {{
         let (health, shutdown) = start_admin(&$config).await?;
+        // Not ready until the service has built (and taken its own startup latch).
+        let building = health.latch();
         let app = <$app>::build(&$config, health).await?;
+        building.release();
         with_grace(&$config, &shutdown, app.run(shutdown.clone()))
             .await
             .transpose()?;
@@ -44,9 +47,9 @@ pub(crate) async fn command(command: Command, config: Config) -> anyhow::Result<
             let body = serde_json::json!({"scene_id": scene_id, "scene_str": scene_str,
                 "permanent": permanent, "expire_seconds": expire_seconds});
             let post = reqwest::Method::POST;
-            let answer = crate::verbs::operator(&config, &api, post, "qrcodes", Some(body)).await?;
-            println!("{}", serde_json::to_string_pretty(&answer)?);
-            Ok(())
+            let answer =
+                crate::operator::operator(&config, &api, post, "qrcodes", Some(body)).await?;
+            crate::operator::show(&api, &answer, &crate::operator::FIELDS)
         }
         Command::Quota {
             api,
@@ -57,24 +60,35 @@ pub(crate) async fn command(command: Command, config: Config) -> anyhow::Result<
             let mut answer = serde_json::json!({});
             if clear {
                 answer["cleared"] =
-                    crate::verbs::operator(&config, &api, post.clone(), "quota/clear", None)
+                    crate::operator::operator(&config, &api, post.clone(), "quota/clear", None)
                         .await?;
             }
-            answer["today"] = crate::verbs::operator(&config, &api, get, "quota", None).await?;
+            answer["today"] = crate::operator::operator(&config, &api, get, "quota", None).await?;
             if let Some(path) = cgi_path {
                 let body = serde_json::json!({ "cgi_path": path });
                 let quota =
-                    crate::verbs::operator(&config, &api, post, "quota/get", Some(body)).await?;
+                    crate::operator::operator(&config, &api, post, "quota/get", Some(body)).await?;
                 answer["quota"] = quota["quota"].clone();
             }
-            println!("{}", serde_json::to_string_pretty(&answer)?);
-            Ok(())
+            crate::operator::show(&api, &answer, &crate::operator::FIELDS)
+        }
+        Command::Material { api, command } => {
+            crate::operator::material(&config, &api, command).await
+        }
+        Command::Drafts { api, command } => crate::operator::drafts(&config, &api, command).await,
+        Command::Comments {
+            api,
+            msg_data_id,
+            index,
+            command,
+        } => {
+            let msg_data_id = msg_data_id.context("pass --msg-data-id")?;
+            crate::operator::comments(&config, &api, (msg_data_id, index), command).await
         }
         Command::TokenStatus { api } => {
             let get = reqwest::Method::GET;
-            let answer = crate::verbs::operator(&config, &api, get, "token", None).await?;
-            println!("{}", serde_json::to_string_pretty(&answer)?);
-            Ok(())
+            let answer = crate::operator::operator(&config, &api, get, "token", None).await?;
+            crate::operator::show(&api, &answer, &crate::operator::FIELDS)
         }
         Command::Broadcast => service!(wxoa_broadcast::App, config),
         Command::Broadcasts { app, command } => {

@@ -22,7 +22,7 @@ use crate::cli::{ApiArgs, BroadcastsCommand, MenuCommand, RulesCommand, UsersCom
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The app a verb is about: `--app`, else the first configured.
-fn app_of(config: &Config, app: Option<String>) -> anyhow::Result<String> {
+pub(crate) fn app_of(config: &Config, app: Option<String>) -> anyhow::Result<String> {
     app.or_else(|| config.apps.first().map(|a| a.appid.clone()))
         .ok_or_else(|| anyhow!("no app: pass --app or configure [[apps]]"))
 }
@@ -352,31 +352,8 @@ pub(crate) async fn users(
         }
         UsersCommand::Sync { no_wait } => {
             let mut progress = call("sync", json!({})).await?;
-            while !no_wait && progress["state"] == "running" {
-                let (done, total) = (
-                    progress["done"].as_u64().unwrap_or(0),
-                    progress["total"].as_u64().unwrap_or(0),
-                );
-                let width = 30usize;
-                let filled = if total == 0 {
-                    0
-                } else {
-                    (done * width as u64 / total.max(1)) as usize
-                };
-                eprint!(
-                    "\r[{}{}] {done}/{total} followers, {:.0}/s, ETA {}s   ",
-                    "#".repeat(filled.min(width)),
-                    " ".repeat(width - filled.min(width)),
-                    progress["rate_per_sec"].as_f64().unwrap_or(0.0),
-                    progress["eta_secs"]
-                        .as_u64()
-                        .map_or("?".to_owned(), |e| e.to_string()),
-                );
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                progress = call("sync_status", json!({})).await?;
-            }
             if !no_wait {
-                eprintln!();
+                progress = follow(progress, "followers", || call("sync_status", json!({}))).await?;
             }
             progress
         }
@@ -385,6 +362,22 @@ pub(crate) async fn users(
 }
 
 /// Draws a progress bar on stderr while `progress` says `running`, re-reading it with `poll`.
+/// One line of a progress bar: `[###   ] done/total what, rate/s, ETA`.
+pub(crate) fn progress_bar(done: u64, total: u64, what: &str, rate: f64) -> String {
+    let width = 30u64;
+    let filled = (done * width).checked_div(total).unwrap_or(0).min(width) as usize;
+    let eta = if rate > 0.0 && total >= done {
+        format!("{:.0}s", (total - done) as f64 / rate)
+    } else {
+        "?".to_owned()
+    };
+    format!(
+        "[{}{}] {done}/{total} {what}, {rate:.0}/s, ETA {eta}   ",
+        "#".repeat(filled),
+        " ".repeat(width as usize - filled),
+    )
+}
+
 async fn follow<F, Fut>(mut progress: Value, what: &str, poll: F) -> anyhow::Result<Value>
 where
     F: Fn() -> Fut,
@@ -395,17 +388,8 @@ where
             progress["done"].as_u64().unwrap_or(0),
             progress["total"].as_u64().unwrap_or(0),
         );
-        let width = 30u64;
-        let filled = (done * width).checked_div(total).unwrap_or(0).min(width) as usize;
-        eprint!(
-            "\r[{}{}] {done}/{total} {what}, {:.0}/s, ETA {}s   ",
-            "#".repeat(filled),
-            " ".repeat(width as usize - filled),
-            progress["rate_per_sec"].as_f64().unwrap_or(0.0),
-            progress["eta_secs"]
-                .as_u64()
-                .map_or("?".to_owned(), |e| e.to_string()),
-        );
+        let rate = progress["rate_per_sec"].as_f64().unwrap_or(0.0);
+        eprint!("\r{}", progress_bar(done, total, what, rate));
         tokio::time::sleep(Duration::from_millis(500)).await;
         progress = poll().await?;
     }
@@ -455,44 +439,6 @@ pub(crate) async fn broadcasts(
     print_json(&answer)
 }
 
-/// One call to the operator API (`/v1/apps/<app>/<path>`): its JSON answer, or the error with
-/// WeChat's errcode.
-pub(crate) async fn operator(
-    config: &Config,
-    api: &ApiArgs,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> anyhow::Result<Value> {
-    let app = app_of(config, api.app.clone())?;
-    let url = format!("{}/v1/apps/{app}/{path}", api.api_url.trim_end_matches('/'));
-    let mut request = reqwest::Client::new().request(method, &url);
-    if let Some(token) = &api.api_token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("reaching the operator API at {}", api.api_url))?;
-    let status = response.status();
-    let answer: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        let error = &answer["error"];
-        let errcode = error["errcode"]
-            .as_i64()
-            .map(|c| format!(" (WeChat errcode {c})"))
-            .unwrap_or_default();
-        bail!(
-            "{status}: {}{errcode}",
-            error["message"].as_str().unwrap_or("no answer")
-        );
-    }
-    Ok(answer)
-}
-
 /// `wxoa menu apply|get|delete`.
 pub(crate) async fn menu(
     config: &Config,
@@ -500,9 +446,15 @@ pub(crate) async fn menu(
     command: MenuCommand,
 ) -> anyhow::Result<()> {
     let answer = match command {
-        MenuCommand::Get => operator(config, &api, reqwest::Method::GET, "menu", None).await?,
+        MenuCommand::Get => {
+            crate::operator::operator(config, &api, reqwest::Method::GET, "menu", None).await?
+        }
+        MenuCommand::Current => {
+            crate::operator::operator(config, &api, reqwest::Method::GET, "menu/current", None)
+                .await?
+        }
         MenuCommand::Delete => {
-            operator(config, &api, reqwest::Method::DELETE, "menu", None).await?
+            crate::operator::operator(config, &api, reqwest::Method::DELETE, "menu", None).await?
         }
         MenuCommand::Apply { file } => {
             let text = std::fs::read_to_string(&file)
@@ -513,8 +465,9 @@ pub(crate) async fn menu(
                 serde_json::to_value(toml::from_str::<toml::Value>(&text)?)?
             };
             wxoa_wire::menu::validate(&menu).map_err(|e| anyhow!("{}: {e}", file.display()))?;
-            operator(config, &api, reqwest::Method::PUT, "menu", Some(menu)).await?
+            crate::operator::operator(config, &api, reqwest::Method::PUT, "menu", Some(menu))
+                .await?
         }
     };
-    print_json(&answer)
+    crate::operator::show(&api, &answer, &crate::operator::FIELDS)
 }

@@ -4,43 +4,20 @@
 use std::process::Command;
 
 use serde_json::Value;
-use wxoa_runtime::admin::Health;
 use wxoa_tests::{PLAIN_APP, Platform, shared_config};
 
 const TOKEN: &str = "cli-test-token";
 
 fn verb(api: &str, args: &[&str]) -> Result<Value, String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_wxoa"))
-        .args(args)
-        .args(["--app", PLAIN_APP])
-        .env_remove("WXOA_CONFIG")
-        .env("WXOA__APPS__0__APPID", PLAIN_APP)
-        .env("WXOA__APPS__0__SECRET", "s")
-        .env("WXOA__APPS__0__TOKEN", "t")
-        .env("WXOA_API_URL", api)
-        .env("WXOA_API_TOKEN", TOKEN)
-        .env("WXOA__TELEMETRY__LOG_FILTER", "warn")
-        .output()
-        .expect("wxoa runs");
-    if out.status.success() {
-        serde_json::from_slice(&out.stdout).map_err(|e| e.to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    let out = typed(api, &[args, &["--json"]].concat())?;
+    serde_json::from_str(&out).map_err(|e| e.to_string())
 }
 
 // The verbs run as blocking child processes: the in-process API needs its own thread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_verbs_drive_the_api() {
     let platform = Platform::start(shared_config(), "", true).await;
-    let mut config = platform.config.clone();
-    config.api.listen = "127.0.0.1:0".parse().unwrap();
-    config.api.tokens = vec![TOKEN.to_owned().into()];
-    let app = wxoa_admin::App::build(&config, Health::default())
-        .await
-        .unwrap();
-    let api = format!("http://{}", app.local_addr());
-    tokio::spawn(app.run(platform.shutdown.clone()));
+    let api = platform.operator_api(TOKEN).await;
 
     let dir = tempfile::tempdir().unwrap();
     let menu = dir.path().join("menu.toml");
@@ -85,6 +62,8 @@ async fn operator_verbs_drive_the_api() {
     let status = verb(&api, &["token-status"]).unwrap();
     assert_eq!(status["access_token"]["present"], true, "{status}");
 
+    let current = verb(&api, &["menu", "current"]).unwrap();
+    assert_eq!(current["is_menu_open"], 1, "{current}");
     verb(&api, &["menu", "delete"]).unwrap();
     let missing = verb(&api, &["menu", "get"]).unwrap_err();
     assert!(
@@ -102,4 +81,132 @@ async fn operator_verbs_drive_the_api() {
         .unwrap();
     assert!(!unauthorized.status.success());
     assert!(String::from_utf8_lossy(&unauthorized.stderr).contains("401"));
+}
+
+/// `wxoa <args>` as the operator would type it: its stdout (tables), or its stderr.
+fn typed(api: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_wxoa"))
+        .args(args)
+        .args(["--app", PLAIN_APP])
+        .env_remove("WXOA_CONFIG")
+        .env("WXOA__TELEMETRY__LOG_FILTER", "warn")
+        .env("WXOA__APPS__0__APPID", PLAIN_APP)
+        .env("WXOA__APPS__0__SECRET", "s")
+        .env("WXOA__APPS__0__TOKEN", "t")
+        .env("WXOA_API_URL", api)
+        .env("WXOA_API_TOKEN", TOKEN)
+        .output()
+        .expect("wxoa runs");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn material_drafts_and_comments_verbs_print_tables() {
+    let platform = Platform::start(shared_config(), "", true).await;
+    let api = platform.operator_api(TOKEN).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let poster = dir.path().join("poster.png");
+    let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
+    bytes.extend((0..2_000_000u32).map(|i| (i % 251) as u8));
+    std::fs::write(&poster, &bytes).unwrap();
+    let poster = poster.to_str().unwrap();
+
+    // Upload (streamed with a progress bar), list as a table, download the same bytes.
+    let added = verb(
+        &api,
+        &[
+            "material",
+            "upload",
+            poster,
+            "--type",
+            "image",
+            "--permanent",
+        ],
+    )
+    .unwrap();
+    let media_id = added["media_id"].as_str().unwrap();
+    let table = typed(&api, &["material", "list", "--type", "image"]).unwrap();
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().starts_with("MEDIA_ID"), "{table}");
+    assert!(lines.next().unwrap().starts_with(media_id), "{table}");
+    let copy = dir.path().join("copy.png");
+    typed(
+        &api,
+        &["material", "get", media_id, "-o", copy.to_str().unwrap()],
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(&copy).unwrap(), bytes, "the bytes round-trip");
+    let count = typed(&api, &["material", "count"]).unwrap();
+    assert!(
+        count
+            .lines()
+            .any(|l| l.starts_with("image_count") && l.ends_with(" 1")),
+        "{count}"
+    );
+    let wrong = typed(&api, &["material", "upload", poster, "--type", "voice"]).unwrap_err();
+    assert!(wrong.contains("40005"), "refused before upload: {wrong}");
+    typed(&api, &["material", "delete", media_id]).unwrap();
+    let gone = typed(&api, &["material", "get", media_id]).unwrap_err();
+    assert!(
+        gone.contains("WeChat errcode 40007: invalid media_id"),
+        "errcode and meaning: {gone}"
+    );
+
+    // A draft from a file, listed as a table.
+    let thumb = dir.path().join("t.jpg");
+    std::fs::write(&thumb, b"\xFF\xD8\xFF\xE0thumb").unwrap();
+    let thumb = verb(
+        &api,
+        &[
+            "material",
+            "upload",
+            thumb.to_str().unwrap(),
+            "--type",
+            "thumb",
+            "--permanent",
+        ],
+    )
+    .unwrap();
+    let draft = dir.path().join("draft.json");
+    let articles = serde_json::json!({"articles": [{"title": "新品", "content": "<p>hi</p>", "thumb_media_id": thumb["media_id"]}]});
+    std::fs::write(&draft, articles.to_string()).unwrap();
+    verb(&api, &["drafts", "add", draft.to_str().unwrap()]).unwrap();
+    let drafts = typed(&api, &["drafts", "list"]).unwrap();
+    assert!(
+        drafts.starts_with("MEDIA_ID") && drafts.contains("新品"),
+        "{drafts}"
+    );
+
+    // Comments: list, reply, elect.
+    let created = platform
+        .post(
+            "/_sim/comments",
+            serde_json::json!({"appid": PLAIN_APP, "comments": [{"openid": "o_r", "content": "赞"}]}),
+        )
+        .await;
+    let msg = created["msg_data_id"].as_u64().unwrap().to_string();
+    let id = created["user_comment_ids"][0].as_u64().unwrap().to_string();
+    typed(
+        &api,
+        &["comments", "--msg-data-id", &msg, "reply", &id, "谢谢"],
+    )
+    .unwrap();
+    typed(&api, &["comments", "--msg-data-id", &msg, "elect", &id]).unwrap();
+    let list = typed(&api, &["comments", "--msg-data-id", &msg, "list"]).unwrap();
+    let row = list.lines().nth(1).unwrap();
+    assert!(
+        row.contains("o_r") && row.contains("赞") && row.contains("谢谢"),
+        "{list}"
+    );
+    let twice = typed(
+        &api,
+        &["comments", "--msg-data-id", &msg, "reply", &id, "again"],
+    )
+    .unwrap_err();
+    assert!(twice.contains("88005"), "{twice}");
 }

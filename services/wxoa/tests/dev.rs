@@ -67,12 +67,21 @@ fn dev_runs_everything_and_takes_a_callback() {
 
     let mut banner = String::new();
     let mut sim_url = None;
+    let mut operator = Vec::new();
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();
         banner.push_str(&line);
         banner.push('\n');
         if let Some(rest) = line.trim().strip_prefix("simulator") {
             sim_url = rest.split_whitespace().next().map(str::to_owned);
+        }
+        if let Some((_, exports)) = line.split_once("(export ") {
+            operator = exports
+                .trim_end_matches(')')
+                .split_whitespace()
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
         }
         if line.contains("Stop with Ctrl-C") {
             break;
@@ -115,6 +124,39 @@ fn dev_runs_everything_and_takes_a_callback() {
             "{outcome:#}"
         );
     }
+
+    // A menu applied from a file reaches the simulator, and a click on it reaches the rules.
+    let menu = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/menu.demo.toml");
+    let run = |args: &[&str]| {
+        let out = Command::new(exe)
+            .args(args)
+            .args(["--app", "wxdemoplain00001"])
+            .envs(operator.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("WXOA__TELEMETRY__LOG_FILTER", "warn")
+            .output()
+            .expect("wxoa runs");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
+    };
+    run(&["menu", "apply", menu, "--json"]);
+    let got = run(&["menu", "get", "--json"]);
+    assert_eq!(got["menu"]["button"][0]["key"], "V1001_NEWS", "{got:#}");
+    let clicked = run(&[
+        "sim",
+        "send",
+        "--sim",
+        &sim_url,
+        "--event",
+        "CLICK",
+        "--event-key",
+        "V1001_NEWS",
+    ]);
+    assert_eq!(clicked["outcome"], "reply", "{clicked:#}");
+    assert_eq!(clicked["reply"]["MsgType"], "news", "{clicked:#}");
 
     // The token service fetched tokens from the simulator for both demo apps.
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -26,6 +26,35 @@ struct Inner {
     nats: Mutex<Vec<async_nats::Client>>,
     redis: Mutex<Vec<crate::connect::RedisConn>>,
     counters: Mutex<BTreeMap<(String, String), Arc<AtomicU64>>>,
+    gauges: Mutex<BTreeMap<(String, String), Arc<AtomicI64>>>,
+    histograms: Mutex<BTreeMap<(String, String), Arc<Histogram>>>,
+    consumers: Mutex<Vec<(String, async_nats::jetstream::consumer::PullConsumer)>>,
+}
+
+/// The upper bounds (seconds) of every histogram's buckets.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// A latency histogram with fixed buckets ([`BUCKETS`]), in seconds.
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, elapsed: std::time::Duration) {
+        let secs = elapsed.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
 }
 
 /// Held by a startup step; readiness waits until every latch is released.
@@ -117,22 +146,110 @@ impl Health {
             .clone()
     }
 
-    /// Prometheus text exposition of every counter.
-    pub fn render_metrics(&self) -> String {
-        let counters = self.inner.counters.lock().expect("not poisoned");
+    /// A gauge `name{labels}` (labels as for [`Health::counter`]).
+    pub fn gauge(&self, name: &str, labels: &str) -> Arc<AtomicI64> {
+        self.inner
+            .gauges
+            .lock()
+            .expect("not poisoned")
+            .entry((name.to_owned(), labels.to_owned()))
+            .or_default()
+            .clone()
+    }
+
+    /// A latency histogram `name{labels}` in seconds.
+    pub fn histogram(&self, name: &str, labels: &str) -> Arc<Histogram> {
+        self.inner
+            .histograms
+            .lock()
+            .expect("not poisoned")
+            .entry((name.to_owned(), labels.to_owned()))
+            .or_default()
+            .clone()
+    }
+
+    /// Reports this durable consumer's backlog on `/metrics` (`wxoa_consumer_pending`,
+    /// `wxoa_consumer_ack_pending`, `wxoa_consumer_redelivered`), read when scraped.
+    pub fn watch_consumer(&self, consumer: &async_nats::jetstream::consumer::PullConsumer) {
+        let name = consumer.cached_info().name.clone();
+        self.inner
+            .consumers
+            .lock()
+            .expect("not poisoned")
+            .push((name, consumer.clone()));
+    }
+
+    /// Prometheus text exposition of every counter, gauge and histogram, and the backlog of
+    /// the watched consumers.
+    pub async fn render_metrics(&self) -> String {
+        let consumers = self.inner.consumers.lock().expect("not poisoned").clone();
+        for (name, mut consumer) in consumers {
+            let info = match consumer.info().await {
+                Ok(info) => info,
+                Err(e) => {
+                    tracing::warn!(error = %e, consumer = name, "reading the consumer's backlog");
+                    continue;
+                }
+            };
+            {
+                let labels = format!("consumer=\"{name}\"");
+                let set = |metric: &str, value: u64| {
+                    self.gauge(metric, &labels)
+                        .store(value as i64, Ordering::Relaxed)
+                };
+                set("wxoa_consumer_pending", info.num_pending);
+                set("wxoa_consumer_ack_pending", info.num_ack_pending as u64);
+                set("wxoa_consumer_redelivered", info.num_redelivered as u64);
+            }
+        }
         let mut out = String::new();
-        let mut last = "";
-        for ((name, labels), value) in counters.iter() {
+        let series =
+            |name: &str, labels: &str, extra: &str| match (labels.is_empty(), extra.is_empty()) {
+                (true, true) => name.to_owned(),
+                (true, false) => format!("{name}{{{extra}}}"),
+                (false, true) => format!("{name}{{{labels}}}"),
+                (false, false) => format!("{name}{{{labels},{extra}}}"),
+            };
+        let typed = |out: &mut String, name: &str, kind: &str, last: &mut String| {
             if name != last {
-                out.push_str(&format!("# TYPE {name} counter\n"));
-                last = name;
+                out.push_str(&format!("# TYPE {name} {kind}\n"));
+                *last = name.to_owned();
             }
+        };
+        let mut last = String::new();
+        for ((name, labels), value) in self.inner.counters.lock().expect("not poisoned").iter() {
+            typed(&mut out, name, "counter", &mut last);
             let v = value.load(Ordering::Relaxed);
-            if labels.is_empty() {
-                out.push_str(&format!("{name} {v}\n"));
-            } else {
-                out.push_str(&format!("{name}{{{labels}}} {v}\n"));
+            out.push_str(&format!("{} {v}\n", series(name, labels, "")));
+        }
+        for ((name, labels), value) in self.inner.gauges.lock().expect("not poisoned").iter() {
+            typed(&mut out, name, "gauge", &mut last);
+            let v = value.load(Ordering::Relaxed);
+            out.push_str(&format!("{} {v}\n", series(name, labels, "")));
+        }
+        for ((name, labels), h) in self.inner.histograms.lock().expect("not poisoned").iter() {
+            typed(&mut out, name, "histogram", &mut last);
+            let mut cumulative = 0;
+            for (bound, bucket) in BUCKETS.iter().zip(&h.buckets) {
+                cumulative += bucket.load(Ordering::Relaxed);
+                let le = format!("le=\"{bound}\"");
+                out.push_str(&format!(
+                    "{} {cumulative}\n",
+                    series(&format!("{name}_bucket"), labels, &le)
+                ));
             }
+            let count = h.count.load(Ordering::Relaxed);
+            let inf = series(&format!("{name}_bucket"), labels, "le=\"+Inf\"");
+            out.push_str(&format!("{inf} {count}\n"));
+            let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+            out.push_str(&format!(
+                "{} {sum}\n",
+                series(&format!("{name}_sum"), labels, "")
+            ));
+            out.push_str(&format!(
+                "{} {count}\n",
+                series(&format!("{name}_count"), labels, "")
+            ));
         }
         out
     }
@@ -153,7 +270,7 @@ pub fn router(health: Health) -> Router {
         )
         .route(
             "/metrics",
-            get(|State(h): State<Health>| async move { h.render_metrics() }),
+            get(|State(h): State<Health>| async move { h.render_metrics().await }),
         )
         .with_state(health)
 }

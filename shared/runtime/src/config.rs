@@ -476,6 +476,11 @@ pub struct TelemetryConfig {
     /// The default filter when `RUST_LOG` is unset.
     #[serde(deserialize_with = "string")]
     pub log_filter: String,
+    /// Where traces go by OTLP/HTTP (`http://collector:4318`); none: traces off. Also
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub otlp_endpoint: Option<String>,
+    /// The service name in traces (default `wxoa-<service>`). Also `OTEL_SERVICE_NAME`.
+    pub service_name: Option<String>,
 }
 
 impl Default for TelemetryConfig {
@@ -483,6 +488,8 @@ impl Default for TelemetryConfig {
         TelemetryConfig {
             log_format: LogFormat::Auto,
             log_filter: "info".into(),
+            otlp_endpoint: None,
+            service_name: None,
         }
     }
 }
@@ -645,6 +652,16 @@ impl Config {
             }
             None => toml::Table::new(),
         };
+        // OpenTelemetry's standard variables, under WXOA__TELEMETRY__* (which override them).
+        for (var, key) in [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "otlp_endpoint"),
+            ("OTEL_SERVICE_NAME", "service_name"),
+        ] {
+            if let Some(value) = env.get(var).filter(|v| !v.trim().is_empty()) {
+                let path = ["telemetry".to_owned(), key.to_owned()];
+                set_path(&mut root, &path, toml::Value::String(value.clone()))?;
+            }
+        }
         let mut vars: Vec<(&String, &String)> = env
             .iter()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX))

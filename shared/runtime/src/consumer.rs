@@ -296,6 +296,7 @@ async fn handle<H, Fut, E>(
         messaging.nats.delivered = delivered,
         messaging.nats.stream_sequence = stream_sequence,
     );
+    crate::telemetry::set_parent(&span, message.headers.as_ref());
     if let Some(id) = message
         .headers
         .as_ref()

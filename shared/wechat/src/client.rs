@@ -17,7 +17,7 @@ use wxoa_wire::token::{
 
 use crate::errcode::ErrorClass;
 use crate::error::WechatError;
-use crate::http::{http_client, send_json, url};
+use crate::http::{Answer, http_client, send, url};
 
 /// The longest a token is served from memory without looking at Redis again, even when no
 /// refresh notice arrived (a notice may be lost while NATS reconnects).
@@ -36,7 +36,8 @@ const API_CALLS_TTL_SECS: i64 = 2 * 24 * 3600;
 /// - On a token-class errcode (40001, 40014, 41001, 42001) it asks the token service to
 ///   invalidate the token it used (`token.invalidate`, compare-and-refresh) and retries once.
 /// - Every HTTP call increments the app's daily counter of that API in Redis
-///   (`keys::api_calls`, best effort).
+///   (`keys::api_calls`, best effort), and `wxoa_wechat_api_calls_total{api,errcode}` on
+///   `/metrics` (errcode `none` when WeChat gave no answer).
 /// - It never retries -1/45011 by itself: the caller decides (see
 ///   [`WechatError::is_transient`]).
 ///
@@ -57,6 +58,7 @@ struct Inner {
     apps: HashSet<String>,
     cache: Arc<Cache>,
     listener: tokio::task::JoinHandle<()>,
+    health: wxoa_runtime::admin::Health,
 }
 
 impl Drop for Inner {
@@ -132,6 +134,7 @@ impl WechatClient {
         config: &wxoa_runtime::Config,
         redis: wxoa_runtime::connect::RedisConn,
         nats: async_nats::Client,
+        health: &wxoa_runtime::admin::Health,
     ) -> WechatClient {
         let cache = Arc::new(Cache::default());
         let listener = tokio::spawn(listen(
@@ -150,6 +153,7 @@ impl WechatClient {
                 apps: config.apps.iter().map(|a| a.appid.clone()).collect(),
                 cache,
                 listener,
+                health: health.clone(),
             }),
         }
     }
@@ -259,7 +263,7 @@ impl WechatClient {
         path: &str,
         query: &[(&str, &str)],
     ) -> Result<serde_json::Value, WechatError> {
-        self.call(app_id, path, query, None).await
+        self.call(app_id, path, query, Payload::Empty).await?.json()
     }
 
     /// `POST <api_base><path>?access_token=…` with a JSON body (non-ASCII sent raw, as WeChat
@@ -270,7 +274,41 @@ impl WechatClient {
         path: &str,
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, WechatError> {
-        self.call(app_id, path, &[], Some(body)).await
+        self.call(app_id, path, &[], Payload::Json(body))
+            .await?
+            .json()
+    }
+
+    /// `POST <api_base><path>?access_token=…&<query>` as `multipart/form-data` with the file in
+    /// field `media` (and `upload.fields`); the JSON answer when its errcode is 0. The bytes are
+    /// in memory so that a rejected token can be retried with the same upload.
+    pub async fn upload(
+        &self,
+        app_id: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        upload: &Upload,
+    ) -> Result<serde_json::Value, WechatError> {
+        self.call(app_id, path, query, Payload::Multipart(upload))
+            .await?
+            .json()
+    }
+
+    /// A download API (`media/get`, `material/get_material`): `GET` with `query`, or `POST`
+    /// with a JSON body. The answer is a file, or JSON (a video's URL, an article) when
+    /// WeChat answers JSON with errcode 0.
+    pub async fn download(
+        &self,
+        app_id: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<Answer, WechatError> {
+        let payload = match body {
+            Some(body) => Payload::Json(body),
+            None => Payload::Empty,
+        };
+        self.call(app_id, path, query, payload).await
     }
 
     /// `GET /cgi-bin/getcallbackip`: the source IPs (CIDRs) of WeChat's callbacks.
@@ -290,8 +328,8 @@ impl WechatClient {
         app_id: &str,
         path: &str,
         query: &[(&str, &str)],
-        body: Option<&serde_json::Value>,
-    ) -> Result<serde_json::Value, WechatError> {
+        body: Payload<'_>,
+    ) -> Result<Answer, WechatError> {
         let span = tracing::info_span!(
             "wechat.call",
             app_id,
@@ -322,9 +360,22 @@ impl WechatClient {
                 }
                 other => other,
             };
-            if let Some(errcode) = result.as_ref().err().and_then(WechatError::errcode) {
+            let errcode = match &result {
+                Ok(_) => Some(0),
+                Err(e) => e.errcode(),
+            };
+            if let Some(errcode) = errcode.filter(|c| *c != 0) {
                 tracing::Span::current().record("errcode", errcode);
             }
+            // The label set is closed: the paths are the callers' constants, the errcodes WeChat's.
+            let code = errcode.map_or_else(|| "none".to_owned(), |c| c.to_string());
+            self.inner
+                .health
+                .counter(
+                    "wxoa_wechat_api_calls_total",
+                    &format!("api=\"{path}\",errcode=\"{code}\""),
+                )
+                .fetch_add(1, Ordering::Relaxed);
             result
         }
         .instrument(span)
@@ -336,18 +387,19 @@ impl WechatClient {
         app_id: &str,
         path: &str,
         query: &[(&str, &str)],
-        body: Option<&serde_json::Value>,
+        body: Payload<'_>,
         token: &str,
-    ) -> Result<serde_json::Value, WechatError> {
+    ) -> Result<Answer, WechatError> {
         let target = url(&self.inner.api_base, path);
         let request = match body {
-            Some(body) => self.inner.http.post(target).json(body),
-            None => self.inner.http.get(target),
+            Payload::Empty => self.inner.http.get(target),
+            Payload::Json(body) => self.inner.http.post(target).json(body),
+            Payload::Multipart(upload) => self.inner.http.post(target).multipart(upload.form()?),
         }
         .query(&[("access_token", token)])
         .query(query);
         self.count_call(app_id, path).await;
-        send_json(request).await
+        send(request).await
     }
 
     /// INCR + EXPIRE of today's counter of this API; failures are logged, never returned.
@@ -378,6 +430,46 @@ impl WechatClient {
         } else {
             Err(WechatError::UnknownApp(app_id.to_owned()))
         }
+    }
+}
+
+/// What a call sends.
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    /// A `GET`.
+    Empty,
+    /// A `POST` with a JSON body.
+    Json(&'a serde_json::Value),
+    /// A `POST` with a multipart form.
+    Multipart(&'a Upload),
+}
+
+/// A file to upload as field `media` of a multipart form.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    /// The file name WeChat sees (its extension is checked).
+    pub filename: String,
+    /// The MIME type of the part.
+    pub content_type: String,
+    /// The content.
+    pub bytes: bytes::Bytes,
+    /// Further text fields, such as `description` for a permanent video.
+    pub fields: Vec<(String, String)>,
+}
+
+impl Upload {
+    fn form(&self) -> Result<reqwest::multipart::Form, WechatError> {
+        let part = reqwest::multipart::Part::stream(self.bytes.clone())
+            .file_name(self.filename.clone())
+            .mime_str(&self.content_type)
+            .map_err(|e| WechatError::Decode(format!("content type {}: {e}", self.content_type)))?;
+        let form = self
+            .fields
+            .iter()
+            .fold(reqwest::multipart::Form::new(), |form, (name, value)| {
+                form.text(name.clone(), value.clone())
+            });
+        Ok(form.part("media", part))
     }
 }
 

@@ -52,6 +52,56 @@ pub fn classify(errcode: i64) -> ErrorClass {
     }
 }
 
+/// What an errcode means, in words an operator can act on (WeChat's global return codes and
+/// those of the menu, material and comment APIs); `None` for codes not listed.
+pub fn meaning(errcode: i64) -> Option<&'static str> {
+    Some(match errcode {
+        -1 => "WeChat is busy; retry later",
+        40001 | 40014 => {
+            "the access_token is invalid or not the latest (or the AppSecret is wrong)"
+        }
+        40003 => "invalid openid (not a follower of this account)",
+        40004 => "invalid media type",
+        40005 => "invalid file type",
+        40006 => "invalid file size",
+        40007 => "invalid media_id (unknown, deleted or an expired temporary media)",
+        40009 => "image too large",
+        40010 => "voice too large",
+        40011 => "video too large",
+        40012 => "thumb too large",
+        40013 => "invalid AppID",
+        40016..=40027 => "the menu breaks WeChat's button rules",
+        40032 => "invalid openid list length",
+        40033 => "invalid characters (\\uxxxx escapes)",
+        40035 | 40097 => "invalid parameter",
+        40037 => "invalid template_id",
+        40054 | 40055 => "invalid button URL domain",
+        40164 => "the caller's IP is not in the account's IP allow-list",
+        41001 => "the access_token is missing",
+        41005 => "media data missing",
+        42001 => "the access_token expired",
+        43004 => "the user does not follow the account",
+        44003 => "empty news",
+        45009 => "the daily quota of this API is spent (clear_quota resets it)",
+        45011 => "the per-minute quota of this API is spent; retry next minute",
+        45015 => "the 48-hour reply window is closed",
+        45047 => "too many customer-service messages to this user",
+        45065 => "a mass send with this clientmsgid exists",
+        46003 => "no menu is set",
+        48001 => "this account may not call this API (unverified or not granted)",
+        48006 => "clear_quota was used too often this month",
+        65301..=65305 => "the conditional menu does not exist or its match rule is invalid",
+        88000 => "comments are not open on this article",
+        88001 => "the article (msg_data_id) does not exist",
+        88003 => "too many elected comments",
+        88005 => "the comment already has a reply",
+        88007 => "the reply is empty or too long",
+        88008 => "the comment does not exist",
+        88010 => "count must be 1..=50",
+        _ => return None,
+    })
+}
+
 /// The `errcode` of a WeChat JSON answer; a missing errcode means success (`0`).
 pub fn errcode_of(body: &serde_json::Value) -> i64 {
     match body.get("errcode") {

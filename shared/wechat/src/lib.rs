@@ -28,8 +28,8 @@ pub mod sns;
 pub mod token_api;
 pub mod worker;
 
-pub use client::WechatClient;
+pub use client::{Upload, WechatClient};
 pub use errcode::{ErrorClass, classify};
 pub use error::WechatError;
-pub use http::http_client;
+pub use http::{Answer, http_client};
 pub use worker::WorkerError;

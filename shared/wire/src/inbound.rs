@@ -265,8 +265,13 @@ fn open(
         return Err(XmlError::TooManyElements);
     }
     let name = std::str::from_utf8(name)
-        .map_err(|_| XmlError::Malformed("element name is not UTF-8".into()))?
-        .to_owned();
+        .map_err(|_| XmlError::Malformed("element name is not UTF-8".into()))?;
+    if !is_name(name) {
+        return Err(XmlError::Malformed(
+            "element name is not an XML name".into(),
+        ));
+    }
+    let name = name.to_owned();
     let index = nodes.len();
     if let Some(&parent) = stack.last() {
         nodes[parent].children.push(index);
@@ -277,6 +282,21 @@ fn open(
         children: Vec::new(),
     });
     Ok(index)
+}
+
+/// XML's `Name`, simplified: a letter, `_`, `:` or non-ASCII char, then also digits, `-` and
+/// `.`. The reader takes any bytes up to a space as a name (`<>`, `<a/b>`, `<a[0]>`), and
+/// [`Document::flatten`] joins names with `/` and indexes them with `[i]`: such names would
+/// make two elements one path, and two keys of the envelope's `fields` one.
+fn is_name(name: &str) -> bool {
+    let ok = |c: char, first: bool| {
+        c.is_ascii_alphabetic()
+            || matches!(c, '_' | ':')
+            || (!first && (c.is_ascii_digit() || matches!(c, '-' | '.')))
+            || (!c.is_ascii() && !c.is_control())
+    };
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| ok(c, true)) && chars.all(|c| ok(c, false))
 }
 
 /// A borrowed element of a [`Document`].
@@ -1141,6 +1161,36 @@ mod tests {
             Err(XmlError::Malformed(_))
         ));
         assert!(matches!(Document::parse(b""), Err(XmlError::Malformed(_))));
+    }
+
+    #[test]
+    fn names_that_would_make_ambiguous_paths_are_rejected() {
+        // Found by `cargo fuzz run inbound_xml` (fuzz/regressions/inbound_xml/): an element
+        // with an empty name flattened its child to the same path as the root's `B`.
+        for xml in [
+            &b"<xml><><B/></><B/></xml>"[..],
+            b"<xml><a><b/></a><a/b/></xml>",
+            b"<xml><a/><a/><a[0]/></xml>",
+            b"<xml><a]/></xml>",
+            b"<xml><\x01B/></xml>",
+            b"<xml><1a/></xml>",
+            b"<xml><-a/></xml>",
+        ] {
+            assert_eq!(
+                Document::parse(xml).unwrap_err(),
+                XmlError::Malformed("element name is not an XML name".into()),
+                "{}",
+                String::from_utf8_lossy(xml)
+            );
+        }
+        // Real names: letters, digits, `_`, `-`, `.`, `:` and non-ASCII letters.
+        let doc = Document::parse(
+            "<xml><Location_X>1</Location_X><a-b.c>2</a-b.c><x:y>3</x:y><名>4</名></xml>"
+                .as_bytes(),
+        )
+        .unwrap();
+        let paths: Vec<String> = doc.flatten().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(paths, ["Location_X", "a-b.c", "x:y", "名"]);
     }
 
     #[test]

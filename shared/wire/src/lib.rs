@@ -26,6 +26,7 @@ pub mod command;
 pub mod crypto;
 pub mod envelope;
 pub mod inbound;
+pub mod media;
 pub mod menu;
 pub mod names;
 pub mod reply;

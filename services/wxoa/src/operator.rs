@@ -1,0 +1,433 @@
+//! The verbs over the operator HTTP API (`wxoa admin`): material, drafts, comments, menus, QR
+//! codes, quotas and token status. Answers print as tables (`--json`: the API's JSON); errors
+//! carry WeChat's errcode and its meaning.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, anyhow, bail};
+use reqwest::Method;
+use serde_json::{Value, json};
+use wxoa_runtime::Config;
+
+use crate::cli::{ApiArgs, CommentsCommand, DraftsCommand, MaterialCommand};
+use crate::verbs::{app_of, progress_bar};
+
+/// A request to `/v1/apps/<app>/<path>` with the bearer token.
+fn request(
+    config: &Config,
+    api: &ApiArgs,
+    method: Method,
+    path: &str,
+) -> anyhow::Result<reqwest::RequestBuilder> {
+    let app = app_of(config, api.app.clone())?;
+    let url = format!("{}/v1/apps/{app}/{path}", api.api_url.trim_end_matches('/'));
+    let mut request = reqwest::Client::new().request(method, &url);
+    if let Some(token) = &api.api_token {
+        request = request.bearer_auth(token);
+    }
+    Ok(request)
+}
+
+/// Sends; a non-2xx answer becomes an error with the API's message, WeChat's errcode and
+/// its meaning.
+async fn send(
+    api: &ApiArgs,
+    request: reqwest::RequestBuilder,
+) -> anyhow::Result<reqwest::Response> {
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("reaching the operator API at {}", api.api_url))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    let error = &answer["error"];
+    let errcode = match (error["errcode"].as_i64(), error["meaning"].as_str()) {
+        (Some(code), Some(meaning)) => format!("\nWeChat errcode {code}: {meaning}"),
+        (Some(code), None) => format!("\nWeChat errcode {code}"),
+        _ => String::new(),
+    };
+    bail!(
+        "{status}: {}{errcode}",
+        error["message"].as_str().unwrap_or("no answer")
+    )
+}
+
+/// One call to the operator API (`/v1/apps/<app>/<path>`): its JSON answer, or the error with
+/// WeChat's errcode.
+pub(crate) async fn operator(
+    config: &Config,
+    api: &ApiArgs,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let mut request = request(config, api, method, path)?;
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    Ok(send(api, request).await?.json().await?)
+}
+
+/// How to print an answer as a table: the rows (a JSON pointer to an array, or to an object
+/// whose entries are rows) and the columns (header, pointer within a row).
+pub(crate) struct Table<'a> {
+    pub(crate) rows: &'a str,
+    pub(crate) columns: &'a [(&'a str, &'a str)],
+}
+
+/// Fields of an answer as `key  value` lines (nested keys joined with `.`).
+pub(crate) const FIELDS: Table<'static> = Table {
+    rows: "",
+    columns: &[],
+};
+
+/// Prints the answer: its JSON with `--json`, else the table.
+pub(crate) fn show(api: &ApiArgs, answer: &Value, table: &Table<'_>) -> anyhow::Result<()> {
+    if api.json {
+        println!("{}", serde_json::to_string_pretty(answer)?);
+        return Ok(());
+    }
+    let cell = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let rows: Vec<Vec<String>> = match answer.pointer(table.rows) {
+        Some(Value::Array(items)) if !table.columns.is_empty() => items
+            .iter()
+            .map(|item| {
+                table
+                    .columns
+                    .iter()
+                    .map(|(_, p)| item.pointer(p).map(cell).unwrap_or_default())
+                    .collect()
+            })
+            .collect(),
+        Some(Value::Object(map)) if !table.columns.is_empty() => {
+            map.iter().map(|(k, v)| vec![k.clone(), cell(v)]).collect()
+        }
+        _ => {
+            let mut lines = Vec::new();
+            flatten("", answer, &mut lines);
+            let width = lines
+                .iter()
+                .map(|(k, _)| k.chars().count())
+                .max()
+                .unwrap_or(0);
+            for (key, value) in lines {
+                println!("{key:width$}  {value}");
+            }
+            return Ok(());
+        }
+    };
+    let headers: Vec<&str> = table.columns.iter().map(|(h, _)| *h).collect();
+    let widths: Vec<usize> = headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([h.len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(headers.clone());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    if rows.is_empty() {
+        println!("(none)");
+    }
+    Ok(())
+}
+
+fn flatten(prefix: &str, value: &Value, lines: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&key, v, lines);
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            for (i, v) in items.iter().enumerate() {
+                flatten(&format!("{prefix}[{i}]"), v, lines);
+            }
+        }
+        Value::String(s) => lines.push((prefix.to_owned(), s.clone())),
+        other => lines.push((prefix.to_owned(), other.to_string())),
+    }
+}
+
+/// Streams a file to the operator API with a progress bar on stderr; the JSON answer.
+async fn upload(config: &Config, api: &ApiArgs, path: &str, file: &Path) -> anyhow::Result<Value> {
+    let opened = tokio::fs::File::open(file)
+        .await
+        .with_context(|| format!("opening {}", file.display()))?;
+    let size = opened.metadata().await?.len();
+    let started = Instant::now();
+    let name = file.display().to_string();
+    let chunks = futures::stream::unfold((opened, 0u64), move |(mut f, sent)| {
+        let name = name.clone();
+        async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; 64 * 1024];
+            match f.read(&mut buf).await {
+                Ok(0) => {
+                    eprintln!();
+                    None
+                }
+                Ok(n) => {
+                    buf.truncate(n);
+                    let sent = sent + n as u64;
+                    let rate = sent as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                    eprint!(
+                        "\r{}",
+                        progress_bar(sent, size, &format!("bytes of {name}"), rate)
+                    );
+                    Some((Ok::<_, std::io::Error>(buf), (f, sent)))
+                }
+                Err(e) => Some((Err(e), (f, sent))),
+            }
+        }
+    });
+    let request = request(config, api, Method::POST, path)?
+        .header(reqwest::header::CONTENT_LENGTH, size)
+        .body(reqwest::Body::wrap_stream(chunks));
+    Ok(send(api, request).await?.json().await?)
+}
+
+/// The query of an upload.
+fn upload_query(pairs: &[(&str, Option<&str>)]) -> String {
+    pairs
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k}={}", wxoa_wire::web::percent_encode(v))))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn file_name(file: &Path) -> anyhow::Result<&str> {
+    file.file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| anyhow!("{} has no usable file name", file.display()))
+}
+
+/// `wxoa material ...`
+pub(crate) async fn material(
+    config: &Config,
+    api: &ApiArgs,
+    command: MaterialCommand,
+) -> anyhow::Result<()> {
+    match command {
+        MaterialCommand::Upload {
+            file,
+            kind,
+            permanent,
+            title,
+            introduction,
+        } => {
+            let query = upload_query(&[
+                ("type", Some(&kind)),
+                ("filename", Some(file_name(&file)?)),
+                ("title", title.as_deref()),
+                ("introduction", introduction.as_deref()),
+            ]);
+            let route = if permanent { "materials" } else { "media" };
+            let answer = upload(config, api, &format!("{route}?{query}"), &file).await?;
+            show(api, &answer, &FIELDS)
+        }
+        MaterialCommand::Image { file } => {
+            let query = upload_query(&[("filename", Some(file_name(&file)?))]);
+            let answer = upload(config, api, &format!("images?{query}"), &file).await?;
+            show(api, &answer, &FIELDS)
+        }
+        MaterialCommand::Get {
+            media_id,
+            temporary,
+            output,
+        } => {
+            let route = if temporary { "media" } else { "materials" };
+            let id = wxoa_wire::web::percent_encode(&media_id);
+            let request = request(config, api, Method::GET, &format!("{route}/{id}"))?;
+            let response = send(api, request).await?;
+            let header = |name| {
+                response
+                    .headers()
+                    .get(name)
+                    .and_then(|v: &reqwest::header::HeaderValue| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let content_type = header(reqwest::header::CONTENT_TYPE).unwrap_or_default();
+            if content_type.contains("json") {
+                let answer: Value = response.json().await?;
+                return show(api, &answer, &FIELDS);
+            }
+            let given = header(reqwest::header::CONTENT_DISPOSITION)
+                .and_then(|d| {
+                    d.split("filename=")
+                        .nth(1)
+                        .map(|n| n.trim_matches('"').to_owned())
+                })
+                .and_then(|n| Path::new(&n).file_name().map(|n| n.to_owned()));
+            let target = output
+                .or_else(|| given.map(Into::into))
+                .unwrap_or_else(|| media_id.clone().into());
+            let bytes = response.bytes().await?;
+            tokio::fs::write(&target, &bytes)
+                .await
+                .with_context(|| format!("writing {}", target.display()))?;
+            let answer = json!({"file": target.display().to_string(), "bytes": bytes.len(), "content_type": content_type});
+            show(api, &answer, &FIELDS)
+        }
+        MaterialCommand::Delete { media_id } => {
+            let id = wxoa_wire::web::percent_encode(&media_id);
+            let path = format!("materials/{id}");
+            let answer = operator(config, api, Method::DELETE, &path, None).await?;
+            show(api, &answer, &FIELDS)
+        }
+        MaterialCommand::Count => {
+            let answer = operator(config, api, Method::GET, "materials/count", None).await?;
+            show(api, &answer, &FIELDS)
+        }
+        MaterialCommand::List {
+            kind,
+            offset,
+            count,
+        } => {
+            let path = format!("materials?type={kind}&offset={offset}&count={count}");
+            let answer = operator(config, api, Method::GET, &path, None).await?;
+            let table = Table {
+                rows: "/item",
+                columns: &[
+                    ("MEDIA_ID", "/media_id"),
+                    ("NAME", "/name"),
+                    ("UPDATED", "/update_time"),
+                    ("URL", "/url"),
+                ],
+            };
+            show(api, &answer, &table)
+        }
+    }
+}
+
+/// `wxoa drafts ...`
+pub(crate) async fn drafts(
+    config: &Config,
+    api: &ApiArgs,
+    command: DraftsCommand,
+) -> anyhow::Result<()> {
+    let articles = Table {
+        rows: "/news_item",
+        columns: &[
+            ("TITLE", "/title"),
+            ("AUTHOR", "/author"),
+            ("THUMB", "/thumb_media_id"),
+            ("URL", "/url"),
+        ],
+    };
+    let (answer, table) = match command {
+        DraftsCommand::Add { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let body: Value = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not JSON", file.display()))?;
+            let answer = operator(config, api, Method::POST, "drafts", Some(body)).await?;
+            (answer, FIELDS)
+        }
+        DraftsCommand::Get { media_id } => {
+            let path = format!("drafts/{}", wxoa_wire::web::percent_encode(&media_id));
+            (
+                operator(config, api, Method::GET, &path, None).await?,
+                articles,
+            )
+        }
+        DraftsCommand::Delete { media_id } => {
+            let path = format!("drafts/{}", wxoa_wire::web::percent_encode(&media_id));
+            (
+                operator(config, api, Method::DELETE, &path, None).await?,
+                FIELDS,
+            )
+        }
+        DraftsCommand::Count => (
+            operator(config, api, Method::GET, "drafts/count", None).await?,
+            FIELDS,
+        ),
+        DraftsCommand::List { offset, count } => {
+            let path = format!("drafts?offset={offset}&count={count}&no_content=true");
+            let answer = operator(config, api, Method::GET, &path, None).await?;
+            let table = Table {
+                rows: "/item",
+                columns: &[
+                    ("MEDIA_ID", "/media_id"),
+                    ("FIRST TITLE", "/content/news_item/0/title"),
+                    ("UPDATED", "/update_time"),
+                ],
+            };
+            (answer, table)
+        }
+    };
+    show(api, &answer, &table)
+}
+
+/// `wxoa comments ...` on the article `(msg_data_id, index)`.
+pub(crate) async fn comments(
+    config: &Config,
+    api: &ApiArgs,
+    (msg_data_id, index): (u64, u32),
+    command: CommentsCommand,
+) -> anyhow::Result<()> {
+    let base = format!("articles/{msg_data_id}/{index}/comments");
+    let (method, path, body) = match command {
+        CommentsCommand::Open => (Method::POST, format!("{base}/open"), None),
+        CommentsCommand::Close => (Method::POST, format!("{base}/close"), None),
+        CommentsCommand::List { begin, count, kind } => {
+            let path = format!("{base}?begin={begin}&count={count}&type={kind}");
+            let answer = operator(config, api, Method::GET, &path, None).await?;
+            let table = Table {
+                rows: "/comment",
+                columns: &[
+                    ("ID", "/user_comment_id"),
+                    ("OPENID", "/openid"),
+                    ("ELECTED", "/comment_type"),
+                    ("CONTENT", "/content"),
+                    ("REPLY", "/reply/content"),
+                ],
+            };
+            return show(api, &answer, &table);
+        }
+        CommentsCommand::Elect { comment } => {
+            (Method::POST, format!("{base}/{comment}/elect"), None)
+        }
+        CommentsCommand::Unelect { comment } => {
+            (Method::DELETE, format!("{base}/{comment}/elect"), None)
+        }
+        CommentsCommand::Delete { comment } => (Method::DELETE, format!("{base}/{comment}"), None),
+        CommentsCommand::Reply { comment, content } => (
+            Method::PUT,
+            format!("{base}/{comment}/reply"),
+            Some(json!({ "content": content })),
+        ),
+        CommentsCommand::DeleteReply { comment } => {
+            (Method::DELETE, format!("{base}/{comment}/reply"), None)
+        }
+    };
+    let answer = operator(config, api, method, &path, body).await?;
+    show(api, &answer, &FIELDS)
+}
