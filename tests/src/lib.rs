@@ -192,8 +192,9 @@ impl Drop for OwnNats {
 pub struct OwnRedis {
     /// Its URL.
     pub url: String,
+    port: u16,
     child: Child,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl OwnRedis {
@@ -206,9 +207,25 @@ impl OwnRedis {
         wait_for_port(port, "redis-server");
         OwnRedis {
             url: format!("redis://127.0.0.1:{port}"),
+            port,
             child,
-            _dir: dir,
+            dir,
         }
+    }
+
+    /// Crashes the server (SIGKILL) and starts it again on the same port, empty: it keeps
+    /// nothing on disk, as the default deployment of a cache.
+    pub fn restart(&mut self) {
+        kill_watched(&mut self.child);
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        let args = wxoa_runtime::local::redis_server_args(self.port, self.dir.path());
+        self.child = spawn_watched("redis-server", &args);
+        wait_for_port(self.port, "redis-server");
     }
 
     fn signal(&self, signal: &str) -> bool {

@@ -204,6 +204,37 @@ async fn a_stalled_replier_falls_back_to_customer_service_exactly_once() {
 }
 
 #[tokio::test]
+async fn a_replier_started_on_old_history_does_not_answer_it() {
+    let mut config = shared_config();
+    config.gateway.reply_budget_ms = 300;
+    config.replier.fallback_max_age_secs = 1;
+    let stack = Platform::start(config, RULES, true).await;
+    let nats = stack.nats().await;
+    let mut outcomes = nats
+        .subscribe(subjects::notice_all(stack.prefix(), notices::REPLY_OUTCOME))
+        .await
+        .unwrap();
+    let outcome = stack
+        .send(text(SAFE_APP, "safe", "o_history", "hello"))
+        .await;
+    assert_eq!(outcome["outcome"], "success", "{outcome:#}");
+    // The message is history (older than fallback_max_age_secs) when the first replier starts.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _replier = stack.replier().await;
+    let outcome: Value = serde_json::from_slice(
+        &tokio::time::timeout(Duration::from_secs(10), outcomes.next())
+            .await
+            .expect("an outcome")
+            .unwrap()
+            .payload,
+    )
+    .unwrap();
+    assert_eq!(outcome["channel"], "dropped", "{outcome}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(stack.received(SAFE_APP, "o_history").await.is_empty());
+}
+
+#[tokio::test]
 async fn rules_changed_at_run_time_take_effect_without_restart() {
     let stack = Platform::start(shared_config(), RULES, true).await;
     let _replier = stack.replier().await;

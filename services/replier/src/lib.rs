@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     prefix: String,
     key_prefix: String,
     state_ttl_secs: u64,
+    /// `replier.fallback_max_age_secs`, in milliseconds.
+    fallback_max_age_ms: i64,
     send_max_deliver: i64,
     send_rate_per_sec: u32,
     send_lease_ms: i64,
@@ -180,6 +182,7 @@ impl App {
             prefix: config.nats.prefix.clone(),
             key_prefix: config.redis.key_prefix.clone(),
             state_ttl_secs: replier.state_ttl_secs,
+            fallback_max_age_ms: (replier.fallback_max_age_secs as i64).saturating_mul(1000),
             send_max_deliver: replier.send_max_deliver,
             send_rate_per_sec: replier.send_rate_per_sec,
             send_lease_ms: 3 * config.wechat.timeout_ms as i64 + 10_000,

@@ -230,6 +230,11 @@ async fn fallback(
         tracing::debug!(app_id = %envelope.app_id, "not verified: no customer-service fallback");
         return Ok(ReplyChannel::Dropped);
     }
+    let age_ms = now_ms() - envelope.received_at_ms;
+    if age_ms > shared.fallback_max_age_ms {
+        tracing::debug!(msg_id = %envelope.id, age_ms, "too old for a customer-service fallback");
+        return Ok(ReplyChannel::Dropped);
+    }
     let Some(message) = CustomMessage::from_passive(reply) else {
         return Ok(ReplyChannel::Dropped);
     };

@@ -285,6 +285,9 @@ pub struct ReplierConfig {
     pub send_rate_per_sec: u32,
     /// How long claims and send results are kept (longer than WeChat's 48 h window).
     pub state_ttl_secs: u64,
+    /// A message older than this gets no customer-service fallback (`dropped`): a replier
+    /// that starts on a stream with history does not answer old messages.
+    pub fallback_max_age_secs: u64,
 }
 
 impl Default for ReplierConfig {
@@ -298,6 +301,7 @@ impl Default for ReplierConfig {
             send_max_deliver: 6,
             send_rate_per_sec: 400,
             state_ttl_secs: 3 * 24 * 3600,
+            fallback_max_age_secs: 3600,
         }
     }
 }
