@@ -112,6 +112,50 @@ async fn menus_are_checked_before_any_call_and_round_trip() {
         got["menu"]["button"][0]["key"], "V1001_TODAY_MUSIC",
         "{got}"
     );
+    let (status, current) = call(
+        &base,
+        reqwest::Method::GET,
+        &format!("{path}/current"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{current}");
+    assert_eq!(current["is_menu_open"], 1, "{current}");
+
+    // Conditional menus: a match rule is required before any call; add, trymatch, delete.
+    let conditional = format!("{path}/conditional");
+    let buttons = json!([{"type": "click", "name": "中文", "key": "ZH"}]);
+    let (status, refused) = call(
+        &base,
+        reqwest::Method::POST,
+        &conditional,
+        Some(json!({"button": buttons})),
+    )
+    .await;
+    assert_eq!(status, 422, "{refused}");
+    let rule = json!({"button": buttons, "matchrule": {"language": "zh_CN"}});
+    let (status, added) = call(&base, reqwest::Method::POST, &conditional, Some(rule)).await;
+    assert_eq!(status, 200, "{added}");
+    let menuid = added["menuid"].as_str().unwrap().to_owned();
+    let (status, unknown) = call(
+        &base,
+        reqwest::Method::POST,
+        &format!("{path}/trymatch"),
+        Some(json!({"user_id": "o_nobody"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{unknown}");
+    assert_eq!(
+        unknown["error"]["errcode"], 65302,
+        "not a follower: {unknown}"
+    );
+    let one = format!("{conditional}/{menuid}");
+    let (status, _) = call(&base, reqwest::Method::DELETE, &one, None).await;
+    assert_eq!(status, 200);
+    let (status, gone) = call(&base, reqwest::Method::DELETE, &one, None).await;
+    assert_eq!(status, 400);
+    assert_eq!(gone["error"]["errcode"], 65301, "{gone}");
+
     let (status, deleted) = call(&base, reqwest::Method::DELETE, &path, None).await;
     assert_eq!(status, 200, "{deleted}");
     let (status, gone) = call(&base, reqwest::Method::GET, &path, None).await;
