@@ -7,6 +7,7 @@ use tracing::Instrument;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::message::PublishMessage;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
@@ -51,8 +52,16 @@ impl CallbackQuery {
     }
 }
 
+/// Any method but GET and POST: 405 with `Allow`, counted as `bad_method`.
+pub(crate) async fn other_method(State(state): State<GatewayState>) -> Response {
+    let e = GatewayError::Method;
+    state.count(e.outcome());
+    e.into_response()
+}
+
 /// `GET /wechat/{appid}`: echo `echostr` when the signature checks. A WeCom-style request
 /// (`msg_signature` and an encrypted echostr) is verified and answered with the plaintext.
+
 pub(crate) async fn verify_url(
     State(state): State<GatewayState>,
     Path(app_id): Path<String>,
@@ -86,8 +95,19 @@ pub(crate) async fn receive(
     State(state): State<GatewayState>,
     Path(app_id): Path<String>,
     Query(q): Query<CallbackQuery>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            let e = GatewayError::Body {
+                status: rejection.status(),
+                message: rejection.body_text(),
+            };
+            state.count(e.outcome());
+            return e.into_response();
+        }
+    };
     let span =
         tracing::info_span!("gateway.callback", app_id = %app_id, outcome = tracing::field::Empty);
     let (outcome, response) = match handle(&state, &app_id, &q, &body)
@@ -255,7 +275,12 @@ async fn publish(
         .map_err(|e| GatewayError::Publish(e.to_string()))?;
     state.publish_seconds.observe(started.elapsed());
     if !ack.duplicate {
-        state.count_message(&env.app_id, &env.message.ce_type());
+        // Types the parser does not know are counted together: the label set stays closed.
+        let ce_type = match env.message.detail {
+            wxoa_wire::inbound::Detail::Unknown => "unknown".to_owned(),
+            _ => env.message.ce_type(),
+        };
+        state.count_message(&env.app_id, &ce_type);
     }
     if ack.duplicate {
         tracing::debug!(msg_id = %env.id, "ack.duplicate");

@@ -35,6 +35,17 @@ pub enum GatewayError {
     /// The body is not acceptable XML.
     #[error("reading the message XML: {0}")]
     Xml(#[from] XmlError),
+    /// The body could not be read: over `gateway.body_limit_bytes` (413) or broken.
+    #[error("reading the body: {message}")]
+    Body {
+        /// 413 for a body over the limit, else 400.
+        status: StatusCode,
+        /// Why.
+        message: String,
+    },
+    /// A method other than GET (URL verification) and POST (callbacks).
+    #[error("method not allowed: WeChat sends GET (URL verification) and POST (callbacks)")]
+    Method,
 }
 
 impl GatewayError {
@@ -47,6 +58,8 @@ impl GatewayError {
             GatewayError::Signature | GatewayError::StaleTimestamp => StatusCode::FORBIDDEN,
             GatewayError::UnknownApp => StatusCode::NOT_FOUND,
             GatewayError::Publish(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Body { status, .. } => *status,
+            GatewayError::Method => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Io(_) | GatewayError::Startup(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -61,6 +74,11 @@ impl GatewayError {
             GatewayError::StaleTimestamp => "stale_timestamp",
             GatewayError::UnknownApp => "unknown_app",
             GatewayError::Publish(_) => "unavailable",
+            GatewayError::Body { status, .. } if *status == StatusCode::PAYLOAD_TOO_LARGE => {
+                "too_large"
+            }
+            GatewayError::Body { .. } => "bad_body",
+            GatewayError::Method => "bad_method",
             GatewayError::Io(_) | GatewayError::Startup(_) => "internal",
         }
     }
@@ -74,6 +92,13 @@ impl IntoResponse for GatewayError {
         } else {
             tracing::debug!(error = %self, "callback rejected");
         }
-        (status, self.to_string()).into_response()
+        let mut response = (status, self.to_string()).into_response();
+        if let GatewayError::Method = self {
+            response.headers_mut().insert(
+                axum::http::header::ALLOW,
+                axum::http::HeaderValue::from_static("GET, POST"),
+            );
+        }
+        response
     }
 }

@@ -38,7 +38,9 @@ pub fn router(state: GatewayState) -> Router {
     Router::new()
         .route(
             "/wechat/{appid}",
-            get(callback::verify_url).post(callback::receive),
+            get(callback::verify_url)
+                .post(callback::receive)
+                .fallback(callback::other_method),
         )
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

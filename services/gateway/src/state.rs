@@ -31,6 +31,9 @@ pub(crate) const OUTCOMES: &[&str] = &[
     "bad_signature",
     "stale_timestamp",
     "unknown_app",
+    "too_large",
+    "bad_body",
+    "bad_method",
     "unavailable",
     "internal",
 ];
