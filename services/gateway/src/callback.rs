@@ -61,7 +61,6 @@ pub(crate) async fn other_method(State(state): State<GatewayState>) -> Response 
 
 /// `GET /wechat/{appid}`: echo `echostr` when the signature checks. A WeCom-style request
 /// (`msg_signature` and an encrypted echostr) is verified and answered with the plaintext.
-
 pub(crate) async fn verify_url(
     State(state): State<GatewayState>,
     Path(app_id): Path<String>,
