@@ -449,6 +449,12 @@ impl<'a> Runner<'a> {
         }
         pipe.query_async::<()>(&mut self.shared.redis.clone())
             .await?;
+        let [sent_total, failed_total] = &self.shared.recipients;
+        sent_total.fetch_add(sent as u64, std::sync::atomic::Ordering::Relaxed);
+        failed_total.fetch_add(
+            (outcomes.len() - sent) as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         self.next = end;
         if self.last_progress.elapsed() >= PROGRESS_EVERY {
             self.last_progress = tokio::time::Instant::now();

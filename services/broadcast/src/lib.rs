@@ -54,6 +54,8 @@ pub(crate) struct Shared {
     lease: Duration,
     check_interval: Duration,
     kick: tokio::sync::Notify,
+    /// `wxoa_broadcast_recipients_total{outcome}`: recipients handled by this replica.
+    recipients: [Arc<std::sync::atomic::AtomicU64>; 2],
 }
 
 impl Shared {
@@ -127,6 +129,12 @@ impl App {
             lease: Duration::from_millis(c.lease_ms.max(300)),
             check_interval: Duration::from_millis(c.check_interval_ms.max(50)),
             kick: tokio::sync::Notify::new(),
+            recipients: ["sent", "failed"].map(|o| {
+                health.counter(
+                    "wxoa_broadcast_recipients_total",
+                    &format!("outcome=\"{o}\""),
+                )
+            }),
         };
         Ok(App {
             shared: Arc::new(shared),

@@ -59,6 +59,8 @@ pub(crate) struct Shared {
     scripts: sync::Scripts,
     kick: tokio::sync::Notify,
     events: Arc<AtomicU64>,
+    /// `wxoa_usersync_synced_total`: followers written by full syncs on this replica.
+    synced: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -131,6 +133,7 @@ impl App {
             scripts: sync::Scripts::new(),
             kick: tokio::sync::Notify::new(),
             events: health.counter("wxoa_usersync_events_total", ""),
+            synced: health.counter("wxoa_usersync_synced_total", ""),
         };
         Ok(App {
             shared: Arc::new(shared),

@@ -288,6 +288,8 @@ impl<'a> Runner<'a> {
                     .put(self.app_id, &users, Some(&self.id))
                     .await?;
                 self.done += batch.len() as u64;
+                (self.shared.synced)
+                    .fetch_add(batch.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 let offset = (i * BATCH + batch.len()).to_string();
                 let _: () = redis
                     .hset_multiple(

@@ -32,7 +32,7 @@ async fn a_template_fan_out_killed_half_way_sends_each_recipient_exactly_once() 
             json!({"appid": PLAIN_APP, "count": 2_000}),
         )
         .await;
-    let mut first = common::service(&platform, "broadcast").await;
+    let (mut first, admin) = common::service(&platform, "broadcast").await;
     let added = broadcasts(
         &platform,
         &["call", "template_add", r#"{"template_id_short":"TM9"}"#],
@@ -58,6 +58,13 @@ async fn a_template_fan_out_killed_half_way_sends_each_recipient_exactly_once() 
     .await
     .expect("the job got a quarter of the way");
     assert!(partway["done"].as_u64() < Some(2_000), "{partway}");
+    let sent = common::metric(
+        &platform,
+        admin,
+        "wxoa_broadcast_recipients_total{outcome=\"sent\"}",
+    )
+    .await;
+    assert!(sent >= 500, "job progress on /metrics: {sent} sent");
 
     // Killed mid-window: calls in flight, the checkpoint behind them.
     first.kill().unwrap();

@@ -43,7 +43,7 @@ async fn platform(redis: &OwnRedis) -> Platform {
 async fn a_replier_killed_mid_message_is_redelivered_and_replies_once() {
     let redis = OwnRedis::start();
     let stack = platform(&redis).await;
-    let mut first = common::service(&stack, "replier").await;
+    let (mut first, _) = common::service(&stack, "replier").await;
 
     // Redis stops answering: the replier takes the message and hangs claiming it.
     redis.freeze();

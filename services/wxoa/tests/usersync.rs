@@ -30,7 +30,7 @@ async fn a_full_sync_killed_half_way_is_resumed_by_another_replica_and_ends_exac
             json!({"appid": PLAIN_APP, "count": 20_000}),
         )
         .await;
-    let mut first = common::service(&platform, "usersync").await;
+    let (mut first, admin) = common::service(&platform, "usersync").await;
 
     let started = users(&platform, &["sync", "--no-wait"]);
     assert_eq!(started["state"], "running", "{started}");
@@ -41,6 +41,8 @@ async fn a_full_sync_killed_half_way_is_resumed_by_another_replica_and_ends_exac
     .await
     .expect("the sync got a quarter of the way");
     assert!(partway["done"].as_u64() < Some(20_000), "{partway}");
+    let synced = common::metric(&platform, admin, "wxoa_usersync_synced_total").await;
+    assert!(synced >= 5_000, "sync progress on /metrics: {synced}");
 
     // Killed: no goodbye, the lease is left to run out.
     first.kill().unwrap();

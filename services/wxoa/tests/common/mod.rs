@@ -25,8 +25,9 @@ pub(crate) fn wxoa(platform: &Platform, args: &[&str]) -> Result<String, String>
     }
 }
 
-/// `wxoa <service>` as a child process; returns when its /readyz answers 200.
-pub(crate) async fn service(platform: &Platform, service: &str) -> Child {
+/// `wxoa <service>` as a child process and the port of its admin server (`/metrics`);
+/// returns when its /readyz answers 200.
+pub(crate) async fn service(platform: &Platform, service: &str) -> (Child, u16) {
     let admin = free_port();
     let child = Command::new(EXE)
         .arg(service)
@@ -47,5 +48,22 @@ pub(crate) async fn service(platform: &Platform, service: &str) -> Child {
     })
     .await;
     assert!(ready.is_some(), "wxoa {service} became ready");
-    child
+    (child, admin)
+}
+
+/// The value of one series (`name{labels}`) on a process's `/metrics`, 0 when absent.
+#[allow(dead_code)] // each test binary compiles this module; not all of them read metrics
+pub(crate) async fn metric(platform: &Platform, admin: u16, series: &str) -> u64 {
+    let text = platform
+        .http
+        .get(format!("http://127.0.0.1:{admin}/metrics"))
+        .send()
+        .await
+        .expect("/metrics answers")
+        .text()
+        .await
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
 }
