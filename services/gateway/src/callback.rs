@@ -227,24 +227,6 @@ async fn handle(
     ))
 }
 
-/// The longest subject the gateway publishes on. The subject ends with the message's MsgType or
-/// Event token, which WeChat keeps short but a body can make any length, and NATS answers a
-/// control line over its `max_control_line` (4 KiB by default) by closing the connection: every
-/// callback in flight on it then fails. Longer subjects are cut; the envelope keeps the value.
-pub const MAX_SUBJECT_BYTES: usize = 512;
-
-/// `subject` cut to [`MAX_SUBJECT_BYTES`] (it is ASCII: a checked prefix and tokens).
-fn bounded_subject(mut subject: String) -> String {
-    if subject.len() > MAX_SUBJECT_BYTES {
-        let mut end = MAX_SUBJECT_BYTES;
-        while !subject.is_char_boundary(end) {
-            end -= 1;
-        }
-        subject.truncate(end);
-    }
-    subject
-}
-
 fn success() -> Response {
     "success".into_response()
 }
@@ -263,7 +245,7 @@ async fn publish(
     for (name, value) in env.headers(&traceparent, reply) {
         headers.insert(name, value);
     }
-    let subject = bounded_subject(env.message.subject(&state.prefix, &env.app_id));
+    let subject = env.message.subject(&state.prefix, &env.app_id);
     let publish = PublishMessage::build()
         .payload(Bytes::from(env.to_json()))
         .headers(headers);

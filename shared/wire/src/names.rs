@@ -7,13 +7,20 @@
 /// The default subject and Redis key prefix.
 pub const DEFAULT_PREFIX: &str = "wechat";
 
+/// The longest token [`token`] makes. WeChat's types, events and appids are far shorter, but a
+/// callback body can make a MsgType any length, and NATS closes a connection whose control line
+/// passes `max_control_line` (4 KiB): every publish in flight on it would fail.
+pub const MAX_TOKEN_CHARS: usize = 128;
+
 /// Makes outside data safe as one subject token: every char outside `[A-Za-z0-9_-]` becomes
-/// `_`; an empty value becomes `unknown`. It is never published raw.
+/// `_`, at most [`MAX_TOKEN_CHARS`] are kept, and an empty value becomes `unknown`. It is never
+/// published raw (the envelope keeps the value whole).
 pub fn token(raw: &str) -> String {
     if raw.is_empty() {
         return "unknown".to_owned();
     }
     raw.chars()
+        .take(MAX_TOKEN_CHARS)
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
                 c
@@ -437,5 +444,6 @@ mod tests {
             "wechat:{wx1}:access_token"
         );
         assert!(is_token("wx_1-a") && !is_token("wx.1") && !is_token(""));
+        assert_eq!(token(&"a".repeat(5_000)).len(), MAX_TOKEN_CHARS);
     }
 }
