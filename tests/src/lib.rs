@@ -60,12 +60,21 @@ pub fn servers() -> &'static Servers {
     })
 }
 
-/// A free TCP port on 127.0.0.1.
+/// A free TCP port on 127.0.0.1, never the same twice in one test binary.
+///
+/// Drawn from 20000–32767, below Linux's ephemeral range (32768–60999): the outgoing
+/// connections of the processes a test starts take ports from that range, and `bind(0)` draws
+/// from it too, so a port handed out that way could be taken before its server binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = rand::random_range(20_000..32_768);
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A short random id for prefixes and names.

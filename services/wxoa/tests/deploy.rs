@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use serde_yaml::Value;
@@ -182,6 +182,27 @@ struct Running {
     name: String,
     child: Child,
     admin: u16,
+    /// Where the process's output goes: told when it doesn't become ready or exit cleanly.
+    log: PathBuf,
+}
+
+impl Running {
+    /// Whether it still runs, and the end of what it printed.
+    fn story(&mut self) -> String {
+        let state = match self.child.try_wait() {
+            Ok(Some(status)) => format!("exited: {status}"),
+            _ => "still running".to_owned(),
+        };
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!(
+            "{} (admin port {}), {state}; its output ends:\n{}",
+            self.name,
+            self.admin,
+            tail.join("\n")
+        )
+    }
 }
 
 impl Drop for Running {
@@ -194,13 +215,15 @@ impl Drop for Running {
 fn start(plan: &Planned, dir: &Path, id: &str) -> Running {
     let servers = servers();
     let mut admin = 0;
+    let log = dir.join(format!("{}-{}.log", plan.name, unique_id()));
+    let output = std::fs::File::create(&log).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_wxoa"));
     command
         .args(&plan.args)
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stdout(output.try_clone().unwrap())
+        .stderr(output);
     for (key, value) in &plan.env {
         let value = if key == "WXOA_CONFIG" {
             local_config(value, dir).display().to_string()
@@ -234,6 +257,7 @@ fn start(plan: &Planned, dir: &Path, id: &str) -> Running {
         name: plan.name.clone(),
         child: command.spawn().expect("wxoa starts"),
         admin,
+        log,
     }
 }
 
@@ -278,12 +302,12 @@ async fn every_deployed_service_starts_as_the_files_say_and_stops_gracefully() {
         // One deployment: one prefix for all its services.
         let id = unique_id();
         let mut running: Vec<Running> = plan.iter().map(|p| start(p, dir.path(), &id)).collect();
-        for service in &running {
+        for service in &mut running {
             let ready = eventually(Duration::from_secs(30), || async {
                 (readyz(&http, service.admin).await == Some(200)).then_some(())
             })
             .await;
-            assert!(ready.is_some(), "{} became ready", service.name);
+            assert!(ready.is_some(), "became ready: {}", service.story());
             let answer = http
                 .get(format!("http://127.0.0.1:{}/metrics", service.admin))
                 .send()
@@ -301,8 +325,8 @@ async fn every_deployed_service_starts_as_the_files_say_and_stops_gracefully() {
                 );
             }
         }
-        // SIGTERM: not ready as soon as the signal is handled (within 1 s), never ready again,
-        // then a clean exit within the grace.
+        // SIGTERM: not ready as soon as the signal is handled (within 3 s on a loaded machine),
+        // never ready again, then a clean exit within the grace.
         for service in &running {
             let _ = Command::new("kill")
                 .args(["-TERM", &service.child.id().to_string()])
@@ -317,7 +341,7 @@ async fn every_deployed_service_starts_as_the_files_say_and_stops_gracefully() {
                 }
                 match readyz(&http, service.admin).await {
                     Some(200) => assert!(
-                        !stopping && started.elapsed() < Duration::from_secs(1),
+                        !stopping && started.elapsed() < Duration::from_secs(3),
                         "{} is not ready once stopping",
                         service.name
                     ),
@@ -330,11 +354,7 @@ async fn every_deployed_service_starts_as_the_files_say_and_stops_gracefully() {
                 );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             };
-            assert!(
-                status.success(),
-                "{} exited cleanly: {status:?}",
-                service.name
-            );
+            assert!(status.success(), "exited cleanly: {}", service.story());
         }
     }
 }
