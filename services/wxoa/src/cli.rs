@@ -47,22 +47,12 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: MenuCommand,
     },
-    /// Create a QR code, through the operator API.
+    /// QR codes, through the operator API.
     Qrcode {
         #[command(flatten)]
         api: ApiArgs,
-        /// An integer scene.
-        #[arg(long, conflicts_with = "scene_str")]
-        scene_id: Option<u64>,
-        /// A string scene.
-        #[arg(long)]
-        scene_str: Option<String>,
-        /// Permanent instead of temporary.
-        #[arg(long)]
-        permanent: bool,
-        /// A temporary code's life.
-        #[arg(long)]
-        expire_seconds: Option<u64>,
+        #[command(subcommand)]
+        command: QrcodeCommand,
     },
     /// API calls today and WeChat's quotas, through the operator API.
     Quota {
@@ -517,6 +507,28 @@ pub(crate) enum MenuCommand {
     Current,
     /// Delete the menu.
     Delete,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum QrcodeCommand {
+    /// Create a temporary or permanent code: its ticket, URL and image URL.
+    Create {
+        /// An integer scene.
+        #[arg(long, conflicts_with = "scene_str")]
+        scene_id: Option<u64>,
+        /// A string scene.
+        #[arg(long)]
+        scene_str: Option<String>,
+        /// Permanent instead of temporary.
+        #[arg(long)]
+        permanent: bool,
+        /// A temporary code's life.
+        #[arg(long)]
+        expire_seconds: Option<u64>,
+        /// Also save the code's image (a PNG) to this file.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

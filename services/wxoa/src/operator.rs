@@ -10,7 +10,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use wxoa_runtime::Config;
 
-use crate::cli::{ApiArgs, CommentsCommand, DraftsCommand, MaterialCommand};
+use crate::cli::{ApiArgs, CommentsCommand, DraftsCommand, MaterialCommand, QrcodeCommand};
 use crate::verbs::{app_of, progress_bar};
 
 /// A request to `/v1/apps/<app>/<path>` with the bearer token.
@@ -325,6 +325,40 @@ pub(crate) async fn material(
             show(api, &answer, &table)
         }
     }
+}
+
+/// `wxoa qrcode ...`
+pub(crate) async fn qrcode(
+    config: &Config,
+    api: &ApiArgs,
+    command: QrcodeCommand,
+) -> anyhow::Result<()> {
+    let QrcodeCommand::Create {
+        scene_id,
+        scene_str,
+        permanent,
+        expire_seconds,
+        output,
+    } = command;
+    let body = json!({"scene_id": scene_id, "scene_str": scene_str,
+        "permanent": permanent, "expire_seconds": expire_seconds});
+    let mut answer = operator(config, api, Method::POST, "qrcodes", Some(body)).await?;
+    if let Some(target) = output {
+        let url = answer["image_url"]
+            .as_str()
+            .context("the answer has no image_url")?;
+        let response = reqwest::get(url)
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .with_context(|| format!("fetching the image at {url}"))?;
+        let bytes = response.bytes().await?;
+        tokio::fs::write(&target, &bytes)
+            .await
+            .with_context(|| format!("writing {}", target.display()))?;
+        answer["file"] = json!(target.display().to_string());
+        answer["bytes"] = json!(bytes.len());
+    }
+    show(api, &answer, &FIELDS)
 }
 
 /// `wxoa drafts ...`

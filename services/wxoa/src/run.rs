@@ -37,20 +37,7 @@ pub(crate) async fn command(command: Command, config: Config) -> anyhow::Result<
         Command::Web => service!(wxoa_web::App, config),
         Command::Admin => service!(wxoa_admin::App, config),
         Command::Menu { api, command } => crate::verbs::menu(&config, api, command).await,
-        Command::Qrcode {
-            api,
-            scene_id,
-            scene_str,
-            permanent,
-            expire_seconds,
-        } => {
-            let body = serde_json::json!({"scene_id": scene_id, "scene_str": scene_str,
-                "permanent": permanent, "expire_seconds": expire_seconds});
-            let post = reqwest::Method::POST;
-            let answer =
-                crate::operator::operator(&config, &api, post, "qrcodes", Some(body)).await?;
-            crate::operator::show(&api, &answer, &crate::operator::FIELDS)
-        }
+        Command::Qrcode { api, command } => crate::operator::qrcode(&config, &api, command).await,
         Command::Quota {
             api,
             cgi_path,

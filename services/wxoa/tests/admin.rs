@@ -52,11 +52,29 @@ async fn operator_verbs_drive_the_api() {
         "{refused}"
     );
 
-    let qr = verb(&api, &["qrcode", "--scene-str", "poster", "--permanent"]).unwrap();
+    let png = dir.path().join("poster.png");
+    let qr = verb(
+        &api,
+        &[
+            "qrcode",
+            "create",
+            "--scene-str",
+            "poster",
+            "--permanent",
+            "--output",
+            png.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
     assert!(
         qr["image_url"].as_str().unwrap().contains("showqrcode"),
         "{qr}"
     );
+    let image = std::fs::read(&png).unwrap();
+    assert!(image.starts_with(b"\x89PNG\r\n"), "the code's image saved");
+    assert_eq!(qr["bytes"], image.len(), "{qr}");
+    let refused = verb(&api, &["qrcode", "create", "--expire-seconds", "60"]).unwrap_err();
+    assert!(refused.contains("scene"), "a code needs a scene: {refused}");
     let quota = verb(&api, &["quota", "--cgi-path", "/cgi-bin/qrcode/create"]).unwrap();
     assert!(quota["quota"]["used"].as_u64() >= Some(1), "{quota}");
     let status = verb(&api, &["token-status"]).unwrap();
