@@ -66,12 +66,27 @@ pub fn servers() -> &'static Servers {
 /// connections of the processes a test starts take ports from that range, and `bind(0)` draws
 /// from it too, so a port handed out that way could be taken before its server binds it.
 pub fn free_port() -> u16 {
+    reserve(20_000..32_768, &[0])
+}
+
+/// A free port for a Redis Cluster node, whose cluster bus listens 10000 above it: both free,
+/// both below the ephemeral range, neither handed out again.
+fn free_cluster_port() -> u16 {
+    reserve(10_000..20_000, &[0, 10_000])
+}
+
+/// A port from `range` whose `port + offset` are all free and not handed out before.
+fn reserve(range: std::ops::Range<u16>, offsets: &[u16]) -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
     loop {
-        let port = rand::random_range(20_000..32_768);
-        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            given.push(port);
+        let port = rand::random_range(range.clone());
+        let ports: Vec<u16> = offsets.iter().map(|o| port + o).collect();
+        let free = ports
+            .iter()
+            .all(|p| !given.contains(p) && TcpListener::bind(("127.0.0.1", *p)).is_ok());
+        if free {
+            given.extend(ports);
             return port;
         }
     }
@@ -123,7 +138,7 @@ fn kill_watched(child: &mut Child) {
 }
 
 fn wait_for_port(port: u16, what: &str) {
-    for _ in 0..200 {
+    for _ in 0..400 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return;
         }
@@ -281,7 +296,7 @@ impl RedisCluster {
             _dirs: Vec::new(),
         };
         for _ in 0..3 {
-            let port = free_port();
+            let port = free_cluster_port();
             let dir = tempfile::tempdir().expect("temp dir");
             let mut args = wxoa_runtime::local::redis_server_args(port, dir.path());
             args.extend(
