@@ -61,7 +61,11 @@ impl Platform {
         let platform = Platform {
             config,
             sim_url,
-            http: reqwest::Client::new(),
+            // Bounded: a request that hangs fails its test instead of stopping the run.
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .expect("an HTTP client"),
             shutdown,
             _rules: file,
         };

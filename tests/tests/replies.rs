@@ -349,7 +349,11 @@ async fn a_reply_sent_by_hand_on_the_rendezvous_subject_reaches_the_user() {
     let outcome = stack
         .send(text(SAFE_APP, "safe", "o_hand", "anyone?"))
         .await;
-    let taken = hand.await.unwrap();
+    // Bounded: when the callback never reached the gateway, the hand waits for nothing.
+    let taken = tokio::time::timeout(Duration::from_secs(15), hand)
+        .await
+        .unwrap_or_else(|_| panic!("the hand got no message; the callback: {outcome:#}"))
+        .unwrap();
     assert_eq!(
         outcome["outcome"], "reply",
         "{outcome:#}, the hand got {taken}"
