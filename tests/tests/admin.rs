@@ -513,6 +513,185 @@ async fn material_round_trips_real_bytes_and_is_checked_before_upload() {
 }
 
 #[tokio::test]
+async fn a_draft_published_end_to_end_with_its_event_and_comments() {
+    use reqwest::Method;
+    use std::time::Duration;
+    let platform = Platform::start(shared_config(), "", true).await;
+    platform
+        .post("/_sim/mass/settings", json!({"finish_delay_ms": 50}))
+        .await;
+    let base = admin(&platform).await;
+    let app = format!("/v1/apps/{PLAIN_APP}");
+    let (_, thumb) = upload(
+        &base,
+        &format!("{app}/materials?type=thumb&filename=t.jpg"),
+        file(JPG, 2_000),
+    )
+    .await;
+    let article = |title: &str| json!({"title": title, "content": "<p>正文</p>", "thumb_media_id": thumb["media_id"], "need_open_comment": 1});
+    let draft = |articles: Value| {
+        let base = base.clone();
+        let path = format!("{app}/drafts");
+        async move {
+            let (status, draft) = call(
+                &base,
+                Method::POST,
+                &path,
+                Some(json!({"articles": articles})),
+            )
+            .await;
+            assert_eq!(status, 200, "{draft}");
+            draft["media_id"].as_str().unwrap().to_owned()
+        }
+    };
+    let job = |publish_id: String| {
+        let base = base.clone();
+        let path = format!("{app}/publish-jobs/{publish_id}");
+        async move { call(&base, Method::GET, &path, None).await }
+    };
+
+    let media_id = draft(json!([article("发布一"), article("发布二")])).await;
+    let (status, submitted) = call(
+        &base,
+        Method::POST,
+        &format!("{app}/drafts/{media_id}/publish"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{submitted}");
+    let publish_id = submitted["publish_id"].as_str().unwrap().to_owned();
+    let msg_data_id = submitted["msg_data_id"].as_u64().unwrap();
+    let done = wxoa_tests::eventually(Duration::from_secs(10), || async {
+        let (_, answer) = job(publish_id.clone()).await;
+        (answer["publish_status"] == 0).then_some(answer)
+    })
+    .await
+    .expect("the job ends published");
+    assert_eq!(done["article_detail"]["count"], 2, "{done}");
+    let article_id = done["article_id"].as_str().unwrap().to_owned();
+
+    // The simulator told the gateway, which stored the event in the inbound stream.
+    let js = async_nats::jetstream::new(platform.nats().await);
+    let stream = js
+        .get_stream(wxoa_wire::names::streams::inbound(platform.prefix()))
+        .await
+        .unwrap();
+    let subject =
+        wxoa_wire::names::subjects::event(platform.prefix(), PLAIN_APP, "PUBLISHJOBFINISH");
+    let stored = wxoa_tests::eventually(Duration::from_secs(10), || async {
+        stream.get_last_raw_message_by_subject(&subject).await.ok()
+    })
+    .await
+    .expect("PUBLISHJOBFINISH in the inbound stream");
+    let event: Value = serde_json::from_slice(&stored.payload).unwrap();
+    assert!(
+        event.to_string().contains(&article_id),
+        "the event names the article: {event}"
+    );
+
+    let (_, list) = call(
+        &base,
+        Method::GET,
+        &format!("{app}/published?count=5"),
+        None,
+    )
+    .await;
+    assert_eq!(list["item"][0]["article_id"], article_id.as_str(), "{list}");
+    let (status, _) = call(
+        &base,
+        Method::GET,
+        &format!("{app}/published?count=21"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 422, "count stops at 20, before any call");
+    let (_, gone) = call(
+        &base,
+        Method::GET,
+        &format!("{app}/drafts/{media_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        gone["error"]["errcode"], 40007,
+        "the draft left the box: {gone}"
+    );
+
+    // The published articles take comments.
+    let comments = format!("{app}/articles/{msg_data_id}/1/comments");
+    let (status, page) = call(&base, Method::GET, &comments, None).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["total"], 0, "{page}");
+
+    let (status, _) = call(
+        &base,
+        Method::DELETE,
+        &format!("{app}/published/{article_id}?index=1"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, got) = call(
+        &base,
+        Method::GET,
+        &format!("{app}/published/{article_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(got["news_item"][0]["is_deleted"], true, "{got}");
+    assert_eq!(got["news_item"][1]["is_deleted"], false, "{got}");
+    let (status, _) = call(
+        &base,
+        Method::DELETE,
+        &format!("{app}/published/{article_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, deleted) = call(
+        &base,
+        Method::GET,
+        &format!("{app}/published/{article_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(deleted["error"]["errcode"], 53600, "{deleted}");
+    assert!(
+        deleted["error"]["meaning"]
+            .as_str()
+            .unwrap()
+            .contains("article_id"),
+        "{deleted}"
+    );
+
+    // A job WeChat refuses, and one that does not exist.
+    platform
+        .post("/_sim/publish", json!({"appid": PLAIN_APP, "fail": 2}))
+        .await;
+    let kept = draft(json!([article("原创")])).await;
+    let (_, refused) = call(
+        &base,
+        Method::POST,
+        &format!("{app}/drafts/{kept}/publish"),
+        None,
+    )
+    .await;
+    let refused_id = refused["publish_id"].as_str().unwrap().to_owned();
+    let failed = wxoa_tests::eventually(Duration::from_secs(10), || async {
+        let (_, answer) = job(refused_id.clone()).await;
+        (answer["publish_status"] != 1).then_some(answer)
+    })
+    .await
+    .unwrap();
+    assert_eq!(failed["publish_status"], 2, "{failed}");
+    assert_eq!(failed["fail_idx"], json!([1]), "{failed}");
+    let (status, unknown) = job("1".into()).await;
+    assert_eq!(status, 400);
+    assert_eq!(unknown["error"]["errcode"], 53502, "{unknown}");
+}
+
+#[tokio::test]
 async fn article_comments_every_verb_and_wechat_errors() {
     use reqwest::Method;
     let platform = Platform::start(shared_config(), "", true).await;
@@ -667,6 +846,10 @@ async fn worker_apis_over_http_and_every_route_is_documented() {
         ("/v1/apps/{appid}/materials/{media_id}", "delete"),
         ("/v1/apps/{appid}/drafts", "post"),
         ("/v1/apps/{appid}/drafts/{media_id}/{index}", "put"),
+        ("/v1/apps/{appid}/drafts/{media_id}/publish", "post"),
+        ("/v1/apps/{appid}/publish-jobs/{publish_id}", "get"),
+        ("/v1/apps/{appid}/published", "get"),
+        ("/v1/apps/{appid}/published/{article_id}", "delete"),
         (
             "/v1/apps/{appid}/articles/{msg_data_id}/{index}/comments",
             "get",

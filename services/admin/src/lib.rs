@@ -17,6 +17,7 @@
 //! | `POST /v1/apps/{appid}/images?filename=` | an image for an article's content → its URL |
 //! | `GET`, `POST /v1/apps/{appid}/materials`, `GET …/materials/count`, `GET`, `DELETE …/materials/{media_id}` | permanent material: list, add, count, download, delete |
 //! | `GET`, `POST /v1/apps/{appid}/drafts`, `GET …/drafts/count`, `GET`, `DELETE …/drafts/{media_id}`, `PUT …/drafts/{media_id}/{index}` | drafts |
+//! | `POST /v1/apps/{appid}/drafts/{media_id}/publish`, `GET …/publish-jobs/{publish_id}`, `GET …/published`, `GET`, `DELETE …/published/{article_id}[?index=N]` | publishing a draft, its job, the published articles |
 //! | `…/articles/{msg_data_id}/{index}/comments`: `GET` (a page), `POST /open`, `POST /close`, `DELETE /{id}`, `POST`/`DELETE /{id}/elect`, `PUT`/`DELETE /{id}/reply` | article comments |
 //! | `POST /v1/apps/{appid}/api/{area}/{verb}` | the workers' NATS APIs over HTTP: rules, send, users (and tags), broadcast |
 
@@ -35,6 +36,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
+use futures::future::BoxFuture;
 use redis::AsyncCommands;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -219,7 +221,8 @@ impl App {
             )
             .route(
                 "/v1/apps/{appid}/materials/{media_id}",
-                get(material::material_get).delete(material::material_delete),
+                get(material::material_get)
+                    .delete(by_id("media_id", "/cgi-bin/material/del_material")),
             )
             .route(
                 "/v1/apps/{appid}/drafts",
@@ -228,11 +231,27 @@ impl App {
             .route("/v1/apps/{appid}/drafts/count", get(material::draft_count))
             .route(
                 "/v1/apps/{appid}/drafts/{media_id}",
-                get(material::draft_get).delete(material::draft_delete),
+                get(by_id("media_id", "/cgi-bin/draft/get"))
+                    .delete(by_id("media_id", "/cgi-bin/draft/delete")),
             )
             .route(
                 "/v1/apps/{appid}/drafts/{media_id}/{index}",
                 put(material::draft_update),
+            )
+            // Publishing: the job ends later (`PUBLISHJOBFINISH` on NATS, or the job's status).
+            .route(
+                "/v1/apps/{appid}/drafts/{media_id}/publish",
+                post(by_id("media_id", "/cgi-bin/freepublish/submit")),
+            )
+            .route(
+                "/v1/apps/{appid}/publish-jobs/{publish_id}",
+                get(by_id("publish_id", "/cgi-bin/freepublish/get")),
+            )
+            .route("/v1/apps/{appid}/published", get(material::published_list))
+            .route(
+                "/v1/apps/{appid}/published/{article_id}",
+                get(by_id("article_id", "/cgi-bin/freepublish/getarticle"))
+                    .delete(material::published_delete),
             )
             .nest(
                 "/v1/apps/{appid}/articles/{msg_data_id}/{index}/comments",
@@ -301,6 +320,25 @@ async fn wechat(shared: &Shared, app_id: &str, path: &str, body: Option<&Value>)
         Some(body) => shared.wechat.post(app_id, path, body).await?,
         None => shared.wechat.get(app_id, path, &[]).await?,
     }))
+}
+
+/// The path parameters `{appid}` and one id.
+type AppAndId = Path<(String, String)>;
+/// An answer being made.
+type Pending = BoxFuture<'static, Answer>;
+
+/// A handler for `…/{appid}/…/{id}` routes whose WeChat API takes that one id: posts
+/// `{key: id}` to `path` for the app.
+fn by_id(
+    key: &'static str,
+    path: &'static str,
+) -> impl Fn(State<Arc<Shared>>, AppAndId) -> Pending + Clone + Send + Sync + 'static {
+    move |State(shared), Path((app_id, id))| {
+        Box::pin(async move {
+            let body = json!({ key: id });
+            wechat(&shared, &app_id, path, Some(&body)).await
+        })
+    }
 }
 
 fn app<'a>(shared: &'a Shared, app_id: &str) -> Result<&'a str, AdminError> {

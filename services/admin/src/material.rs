@@ -1,5 +1,5 @@
-//! Material (media) and drafts: uploads checked against WeChat's rules before any byte goes
-//! upstream, downloads answered as the file itself.
+//! Material (media), drafts and publishing: uploads checked against WeChat's rules before
+//! any byte goes upstream, downloads answered as the file itself.
 
 use std::sync::Arc;
 
@@ -199,21 +199,6 @@ pub(crate) async fn material_get(
     Ok(file_response(answer))
 }
 
-/// `DELETE /v1/apps/{appid}/materials/{media_id}`.
-pub(crate) async fn material_delete(
-    State(shared): State<Arc<Shared>>,
-    Path((app_id, media_id)): Path<(String, String)>,
-) -> Answer {
-    let body = json!({ "media_id": media_id });
-    wechat(
-        &shared,
-        &app_id,
-        "/cgi-bin/material/del_material",
-        Some(&body),
-    )
-    .await
-}
-
 /// `GET /v1/apps/{appid}/materials/count`.
 pub(crate) async fn material_count(
     State(shared): State<Arc<Shared>>,
@@ -301,9 +286,14 @@ pub(crate) async fn draft_list(
     Path(app_id): Path<String>,
     Query(page): Query<Page>,
 ) -> Answer {
+    news_page(&shared, &app_id, &page, "/cgi-bin/draft/batchget").await
+}
+
+/// A page of news (drafts or published messages) from WeChat's `batchget` at `path`.
+async fn news_page(shared: &Shared, app_id: &str, page: &Page, path: &str) -> Answer {
     page.checked()?;
     let body = json!({"offset": page.offset, "count": page.count, "no_content": u8::from(page.no_content)});
-    wechat(&shared, &app_id, "/cgi-bin/draft/batchget", Some(&body)).await
+    wechat(shared, app_id, path, Some(&body)).await
 }
 
 /// `GET /v1/apps/{appid}/drafts/count`.
@@ -314,24 +304,6 @@ pub(crate) async fn draft_count(
     wechat(&shared, &app_id, "/cgi-bin/draft/count", None).await
 }
 
-/// `GET /v1/apps/{appid}/drafts/{media_id}`.
-pub(crate) async fn draft_get(
-    State(shared): State<Arc<Shared>>,
-    Path((app_id, media_id)): Path<(String, String)>,
-) -> Answer {
-    let body = json!({ "media_id": media_id });
-    wechat(&shared, &app_id, "/cgi-bin/draft/get", Some(&body)).await
-}
-
-/// `DELETE /v1/apps/{appid}/drafts/{media_id}`.
-pub(crate) async fn draft_delete(
-    State(shared): State<Arc<Shared>>,
-    Path((app_id, media_id)): Path<(String, String)>,
-) -> Answer {
-    let body = json!({ "media_id": media_id });
-    wechat(&shared, &app_id, "/cgi-bin/draft/delete", Some(&body)).await
-}
-
 /// `PUT /v1/apps/{appid}/drafts/{media_id}/{index}` with one article: replaces it.
 pub(crate) async fn draft_update(
     State(shared): State<Arc<Shared>>,
@@ -340,4 +312,33 @@ pub(crate) async fn draft_update(
 ) -> Answer {
     let body = json!({"media_id": media_id, "index": index, "articles": article});
     wechat(&shared, &app_id, "/cgi-bin/draft/update", Some(&body)).await
+}
+
+/// `GET /v1/apps/{appid}/published?offset=&count=&no_content=`: published messages, newest
+/// first.
+pub(crate) async fn published_list(
+    State(shared): State<Arc<Shared>>,
+    Path(app_id): Path<String>,
+    Query(page): Query<Page>,
+) -> Answer {
+    news_page(&shared, &app_id, &page, "/cgi-bin/freepublish/batchget").await
+}
+
+/// `DELETE /v1/apps/{appid}/published/{article_id}?index=N`: deletes the article at `index`
+/// (1-based, as WeChat counts here), or all of them without one.
+pub(crate) async fn published_delete(
+    State(shared): State<Arc<Shared>>,
+    Path((app_id, article_id)): Path<(String, String)>,
+    Query(which): Query<Which>,
+) -> Answer {
+    let body = json!({ "article_id": article_id, "index": which.index.unwrap_or(0) });
+    wechat(&shared, &app_id, "/cgi-bin/freepublish/delete", Some(&body)).await
+}
+
+/// Which article of a published message (1-based; none: all).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Which {
+    #[serde(default)]
+    index: Option<u32>,
 }

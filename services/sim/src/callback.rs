@@ -316,6 +316,45 @@ fn prepare(app: &AppConfig, req: &CallbackRequest) -> Result<Prepared, String> {
     })
 }
 
+/// Posts an event the platform raises itself (a job's `…JOBFINISH`) to the gateway, as
+/// [`send`] does with WeChat's timeout and tries, records it in the stats and logs a failure.
+/// `what` names it in the log.
+pub(crate) async fn post_event(
+    sim: &crate::state::Shared,
+    app: &AppConfig,
+    xml: String,
+    now_secs: i64,
+    what: &str,
+) -> Outcome {
+    let request = CallbackRequest {
+        appid: app.appid.clone(),
+        mode: None,
+        xml: Some(xml),
+        message: None,
+        timestamp: Some(now_secs),
+        tries: None,
+        timeout_ms: None,
+    };
+    let outcome = send(
+        &sim.http,
+        &sim.config.gateway_url,
+        app,
+        &request,
+        &sim.config,
+    )
+    .await;
+    if matches!(outcome.outcome, Outcome::Failed | Outcome::Invalid) {
+        tracing::warn!(
+            appid = %app.appid,
+            event = what,
+            problem = outcome.problem.as_deref().unwrap_or_default(),
+            "event callback failed"
+        );
+    }
+    sim.lock().record_callback(&app.appid, &outcome);
+    outcome.outcome
+}
+
 /// Sends one callback as WeChat does and judges the reply. `req.tries`/`req.timeout_ms`
 /// override `sim.callback_tries`/`sim.callback_timeout_ms`. Never fails: a request that cannot
 /// be built is outcome `failed` with no attempts.

@@ -67,6 +67,17 @@ pub(crate) struct CommentStore {
 }
 
 impl CommentStore {
+    /// The comment thread of a published article, open or closed as the article asked.
+    pub(crate) fn add_article(&mut self, appid: &str, msg_data_id: u64, index: u64, open: bool) {
+        self.articles
+            .entry((appid.to_owned(), msg_data_id, index))
+            .or_insert(Article {
+                open,
+                comments: Vec::new(),
+                last_id: 0,
+            });
+    }
+
     fn article(&mut self, key: &ArticleKey) -> Result<&mut Article, SimError> {
         self.articles
             .get_mut(key)

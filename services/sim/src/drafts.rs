@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::SimError;
 use crate::material::MaterialStore;
 use crate::paths;
-use crate::rest::{authorized, json_body, uint_field};
+use crate::rest::{authorized, batch_page, json_body, listed_articles, uint_field};
 use crate::state::{Shared, random_string};
 
 type Params = Query<HashMap<String, String>>;
@@ -68,6 +68,16 @@ impl DraftStore {
             .get_mut(media_id)
             .filter(|d| d.appid == appid)
             .ok_or_else(|| SimError::api(40007))
+    }
+
+    /// The articles of the app's draft `media_id` (else 40007), for publishing.
+    pub(crate) fn articles(&self, appid: &str, media_id: &str) -> Result<Vec<Value>, SimError> {
+        Ok(self.find(appid, media_id)?.articles.clone())
+    }
+
+    /// Takes a published draft out of the draft box.
+    pub(crate) fn remove(&mut self, media_id: &str) {
+        self.drafts.remove(media_id);
     }
 
     /// The app's drafts, newest change first, with their media_ids.
@@ -258,32 +268,17 @@ pub(crate) async fn batchget(
 ) -> Answer {
     let appid = authorized(&sim, &q, paths::DRAFT_BATCHGET).await?;
     let body = json_body(&body)?;
-    let offset = match body.get("offset") {
-        None => 0,
-        Some(_) => uint_field(&body, "offset").ok_or_else(|| SimError::api(40097))?,
-    };
-    let count = uint_field(&body, "count")
-        .filter(|c| (1..=MAX_BATCH).contains(c))
-        .ok_or_else(|| SimError::api(40097))?;
-    let no_content = uint_field(&body, "no_content") == Some(1);
+    let (skip, take) = batch_page(&body, MAX_BATCH)?;
     let state = sim.lock();
     let drafts = state.drafts.of_app(&appid);
     let items: Vec<Value> = drafts
         .iter()
-        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-        .take(usize::try_from(count).unwrap_or(0))
+        .skip(skip)
+        .take(take)
         .map(|(media_id, draft)| {
-            let mut articles = draft.articles.clone();
-            if no_content {
-                for article in &mut articles {
-                    if let Some(o) = article.as_object_mut() {
-                        o.remove("content");
-                    }
-                }
-            }
             json!({
                 "media_id": media_id,
-                "content": { "news_item": articles },
+                "content": { "news_item": listed_articles(&draft.articles, &body) },
                 "update_time": draft.update_ms / 1000,
             })
         })

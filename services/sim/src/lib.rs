@@ -51,10 +51,12 @@
 //!   its bytes, checked by extension and magic bytes and sized per kind as WeChat does
 //!   (temporary files live 3 days on the sim clock; URLs under `/_sim/mmbiz/`,
 //!   `/_sim/material` lists them); drafts (`draft/*`) whose covers must be permanent images;
-//!   article comments (`comment/*`) on articles that `/_sim/comments` creates.
+//!   publishing (`freepublish/*`): a draft published after the mass finish delay, its
+//!   `PUBLISHJOBFINISH` callback, failures set with `/_sim/publish`; article comments
+//!   (`comment/*`) on published articles and on articles that `/_sim/comments` creates.
 //!
-//! What it does not do: the other REST APIs (old news material `material/add_news`,
-//! `freepublish/*`, ...) answer 48001 until they are simulated; there is no IP allow-list, no
+//! What it does not do: the other REST APIs (old news material `material/add_news`, ...)
+//! answer 48001 until they are simulated; there is no IP allow-list, no
 //! per-minute quota, no persistence (a restart forgets every token and file) and no HTTPS.
 //!
 //! # Layout
@@ -78,6 +80,7 @@ mod comments;
 mod control;
 mod drafts;
 mod followers;
+mod freepublish;
 mod mass;
 mod material;
 mod menus;
@@ -233,6 +236,11 @@ fn routes(shared: Arc<state::Shared>) -> axum::Router {
         .route(paths::DRAFT_UPDATE, post(drafts::update))
         .route(paths::DRAFT_COUNT, get(drafts::count))
         .route(paths::DRAFT_BATCHGET, post(drafts::batchget))
+        .route(paths::FREEPUBLISH_SUBMIT, post(freepublish::submit))
+        .route(paths::FREEPUBLISH_GET, post(freepublish::get))
+        .route(paths::FREEPUBLISH_GETARTICLE, post(freepublish::getarticle))
+        .route(paths::FREEPUBLISH_DELETE, post(freepublish::delete))
+        .route(paths::FREEPUBLISH_BATCHGET, post(freepublish::batchget))
         .route(paths::COMMENT_OPEN, post(comments::open))
         .route(paths::COMMENT_CLOSE, post(comments::close))
         .route(paths::COMMENT_LIST, post(comments::list))
@@ -275,6 +283,10 @@ fn routes(shared: Arc<state::Shared>) -> axum::Router {
         .route(paths::USERS_UNSUBSCRIBE, post(control::unsubscribe_user))
         .route(paths::MASS_JOBS, get(mass::jobs))
         .route(paths::MASS_SETTINGS, post(mass::settings))
+        .route(
+            paths::PUBLISH,
+            get(freepublish::jobs).post(freepublish::fail_next),
+        )
         .route(
             paths::TEMPLATE_SENDS,
             get(templates::sends).delete(templates::clear_sends),

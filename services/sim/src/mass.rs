@@ -23,7 +23,7 @@ use wxoa_runtime::config::AccountKind;
 use wxoa_wire::reply::cdata;
 
 use crate::SimError;
-use crate::callback::{self, CallbackRequest, Outcome};
+use crate::callback::{self, Outcome};
 use crate::followers::{Followers, Uid};
 use crate::paths;
 use crate::rest::authorized;
@@ -150,8 +150,10 @@ impl MassApp {
 /// Runtime settings (`/_sim/mass/settings`).
 #[derive(Debug, Clone, Copy, Serialize)]
 pub(crate) struct MassSettings {
-    finish_delay_ms: u64,
-    finish_events: bool,
+    /// From an accepted job to its end and its finish event.
+    pub(crate) finish_delay_ms: u64,
+    /// Whether jobs post their finish events.
+    pub(crate) finish_events: bool,
 }
 
 /// Mass sends of every app.
@@ -182,6 +184,11 @@ impl MassStore {
             self.apps.insert(appid.to_owned(), MassApp::default());
         }
         self.apps.get_mut(appid).expect("inserted above")
+    }
+
+    /// The settings jobs end by (publish jobs too).
+    pub(crate) fn settings(&self) -> MassSettings {
+        self.settings
     }
 
     /// A new `msg_data_id`: uploaded news and the articles of `/_sim/comments` share the
@@ -539,7 +546,7 @@ async fn finish(sim: Arc<Shared>, appid: String, msg_id: u64, settings: MassSett
     let Some(app) = sim.app(&appid) else {
         return;
     };
-    let request = {
+    let (xml, now_secs) = {
         let mut state = sim.lock();
         let now_secs = state.now_ms() / 1000;
         let Some(job) = state.mass.app(&appid).job_mut(msg_id) else {
@@ -551,37 +558,13 @@ async fn finish(sim: Arc<Shared>, appid: String, msg_id: u64, settings: MassSett
         if !settings.finish_events {
             return;
         }
-        CallbackRequest {
-            appid: appid.clone(),
-            mode: None,
-            xml: Some(finish_xml(&app.original_id, now_secs, job)),
-            message: None,
-            timestamp: Some(now_secs),
-            tries: None,
-            timeout_ms: None,
-        }
+        (finish_xml(&app.original_id, now_secs, job), now_secs)
     };
-    let outcome = callback::send(
-        &sim.http,
-        &sim.config.gateway_url,
-        app,
-        &request,
-        &sim.config,
-    )
-    .await;
-    if matches!(outcome.outcome, Outcome::Failed | Outcome::Invalid) {
-        tracing::warn!(
-            appid = %appid,
-            msg_id,
-            problem = outcome.problem.as_deref().unwrap_or_default(),
-            "MASSSENDJOBFINISH callback failed"
-        );
-    }
+    let outcome = callback::post_event(&sim, app, xml, now_secs, "MASSSENDJOBFINISH").await;
     let mut state = sim.lock();
-    state.record_callback(&appid, &outcome);
     if let Some(job) = state.mass.app(&appid).job_mut(msg_id) {
         job.finish_posted = true;
-        job.finish_outcome = Some(outcome.outcome);
+        job.finish_outcome = Some(outcome);
     }
 }
 

@@ -24,7 +24,7 @@ use wxoa_wire::media::MediaKind;
 use crate::SimError;
 use crate::mass::control_app;
 use crate::paths;
-use crate::rest::{authorized, json_body, uint_field};
+use crate::rest::{authorized, batch_page, json_body};
 use crate::state::{Shared, random_string};
 
 type Params = Query<HashMap<String, String>>;
@@ -538,13 +538,7 @@ pub(crate) async fn batchget(
         Some("thumb") => return Err(SimError::api(40004)),
         other => Some(Kind::parse(other)?),
     };
-    let offset = match body.get("offset") {
-        None => 0,
-        Some(_) => uint_field(&body, "offset").ok_or_else(|| SimError::api(40097))?,
-    };
-    let count = uint_field(&body, "count")
-        .filter(|c| (1..=MAX_BATCH).contains(c))
-        .ok_or_else(|| SimError::api(40097))?;
+    let (skip, take) = batch_page(&body, MAX_BATCH)?;
     let state = sim.lock();
     let mut files: Vec<&Media> = state
         .material
@@ -555,8 +549,8 @@ pub(crate) async fn batchget(
     files.reverse();
     let items: Vec<Value> = files
         .iter()
-        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-        .take(usize::try_from(count).unwrap_or(0))
+        .skip(skip)
+        .take(take)
         .map(|m| {
             json!({
                 "media_id": m.media_id,

@@ -129,6 +129,16 @@ pub const DRAFT_UPDATE: &str = "/cgi-bin/draft/update";
 pub const DRAFT_COUNT: &str = "/cgi-bin/draft/count";
 /// `POST /cgi-bin/draft/batchget?access_token=` with `{offset, count, no_content?}`.
 pub const DRAFT_BATCHGET: &str = "/cgi-bin/draft/batchget";
+/// `POST /cgi-bin/freepublish/submit?access_token=` with `{media_id}`: publish a draft.
+pub const FREEPUBLISH_SUBMIT: &str = "/cgi-bin/freepublish/submit";
+/// `POST /cgi-bin/freepublish/get?access_token=` with `{publish_id}`: a job's status.
+pub const FREEPUBLISH_GET: &str = "/cgi-bin/freepublish/get";
+/// `POST /cgi-bin/freepublish/getarticle?access_token=` with `{article_id}`.
+pub const FREEPUBLISH_GETARTICLE: &str = "/cgi-bin/freepublish/getarticle";
+/// `POST /cgi-bin/freepublish/delete?access_token=` with `{article_id, index?}`.
+pub const FREEPUBLISH_DELETE: &str = "/cgi-bin/freepublish/delete";
+/// `POST /cgi-bin/freepublish/batchget?access_token=` with `{offset, count, no_content?}`.
+pub const FREEPUBLISH_BATCHGET: &str = "/cgi-bin/freepublish/batchget";
 /// `POST /cgi-bin/comment/open?access_token=` with `{msg_data_id, index}`.
 pub const COMMENT_OPEN: &str = "/cgi-bin/comment/open";
 /// `POST /cgi-bin/comment/close?access_token=` with `{msg_data_id, index}`.
@@ -219,6 +229,9 @@ pub const MMBIZ: &str = "/_sim/mmbiz/{key}";
 /// `POST {"appid","msg_data_id"?,"index"?,"comments":[{"openid","content"}]}`: create an
 /// article (comments open) if needed and add user comments; `GET ?appid=` the articles.
 pub const COMMENTS: &str = "/_sim/comments";
+/// `POST {"appid","fail":2|3|4}`: the app's next publish job fails so; `GET ?appid=` the
+/// publish jobs.
+pub const PUBLISH: &str = "/_sim/publish";
 
 /// The gateway's callback route for one app: `/wechat/<appid>`.
 pub fn callback(appid: &str) -> String {

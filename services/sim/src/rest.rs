@@ -138,6 +138,35 @@ pub(crate) fn uint_field(body: &Value, key: &str) -> Option<u64> {
     }
 }
 
+/// The page a `batchget` asks for: `offset` (absent: 0) and `count` in 1..=`max`, else 40097;
+/// as (items to skip, items to take).
+pub(crate) fn batch_page(body: &Value, max: u64) -> Result<(usize, usize), SimError> {
+    let offset = match body.get("offset") {
+        None => 0,
+        Some(_) => uint_field(body, "offset").ok_or_else(|| SimError::api(40097))?,
+    };
+    let count = uint_field(body, "count")
+        .filter(|c| (1..=max).contains(c))
+        .ok_or_else(|| SimError::api(40097))?;
+    Ok((
+        usize::try_from(offset).unwrap_or(usize::MAX),
+        usize::try_from(count).unwrap_or(0),
+    ))
+}
+
+/// News articles as a `batchget` lists them: `no_content: 1` leaves out each one's `content`.
+pub(crate) fn listed_articles(articles: &[Value], body: &Value) -> Vec<Value> {
+    let mut articles = articles.to_vec();
+    if uint_field(body, "no_content") == Some(1) {
+        for article in &mut articles {
+            if let Some(o) = article.as_object_mut() {
+                o.remove("content");
+            }
+        }
+    }
+    articles
+}
+
 /// `GET /cgi-bin/ticket/getticket`.
 pub(crate) async fn ticket(State(sim): State<Arc<Shared>>, Query(q): Params) -> Answer {
     let appid = authorized(&sim, &q, paths::TICKET).await?;

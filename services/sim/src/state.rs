@@ -453,6 +453,8 @@ pub(crate) struct State {
     pub(crate) material: crate::material::MaterialStore,
     /// Drafts.
     pub(crate) drafts: crate::drafts::DraftStore,
+    /// Publish jobs and published articles.
+    pub(crate) publish: crate::freepublish::PublishStore,
     /// Articles and their comments.
     pub(crate) comments: crate::comments::CommentStore,
 }
@@ -484,6 +486,7 @@ impl State {
             quota: crate::quota::QuotaStore::default(),
             material: crate::material::MaterialStore::default(),
             drafts: crate::drafts::DraftStore::default(),
+            publish: crate::freepublish::PublishStore::default(),
             comments: crate::comments::CommentStore::default(),
         }
     }

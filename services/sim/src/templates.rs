@@ -20,7 +20,7 @@ use wxoa_runtime::config::AccountKind;
 use wxoa_wire::reply::cdata;
 
 use crate::SimError;
-use crate::callback::{self, CallbackRequest, Outcome};
+use crate::callback::{self, Outcome};
 use crate::mass::{DEFAULT_FINISH_DELAY_MS, control_app};
 use crate::paths;
 use crate::rest::authorized;
@@ -433,34 +433,10 @@ async fn finish(sim: Arc<Shared>, appid: String, openid: String, msgid: u64, del
         return;
     };
     let now_secs = sim.lock().now_ms() / 1000;
-    let request = CallbackRequest {
-        appid: appid.clone(),
-        mode: None,
-        xml: Some(finish_xml(&app.original_id, &openid, now_secs, msgid)),
-        message: None,
-        timestamp: Some(now_secs),
-        tries: None,
-        timeout_ms: None,
-    };
-    let outcome = callback::send(
-        &sim.http,
-        &sim.config.gateway_url,
-        app,
-        &request,
-        &sim.config,
-    )
-    .await;
-    let failed = matches!(outcome.outcome, Outcome::Failed | Outcome::Invalid);
-    if failed {
-        tracing::warn!(
-            appid = %appid,
-            msgid,
-            problem = outcome.problem.as_deref().unwrap_or_default(),
-            "TEMPLATESENDJOBFINISH callback failed"
-        );
-    }
+    let xml = finish_xml(&app.original_id, &openid, now_secs, msgid);
+    let outcome = callback::post_event(&sim, app, xml, now_secs, "TEMPLATESENDJOBFINISH").await;
+    let failed = matches!(outcome, Outcome::Failed | Outcome::Invalid);
     let mut state = sim.lock();
-    state.record_callback(&appid, &outcome);
     let app = state.templates.app(&appid);
     app.finish_posted += 1;
     if failed {

@@ -210,7 +210,7 @@ async fn classic_token_overlap_and_errors() {
         errcode(&sim.post(paths::STABLE_TOKEN, json!("not an object")).await),
         47001
     );
-    let unknown = sim.get("/cgi-bin/freepublish/batchget").await;
+    let unknown = sim.get("/cgi-bin/shorten/gen").await;
     assert_eq!(errcode(&unknown), 48001, "{unknown}");
 }
 
@@ -4027,6 +4027,21 @@ impl Running {
             .unwrap()
     }
 
+    /// A permanent thumb of the token's app, a draft's cover: its media_id.
+    async fn permanent_thumb(&self, token: &str) -> String {
+        self.upload_file(
+            paths::MATERIAL_ADD,
+            token,
+            "thumb",
+            "t.jpg",
+            &fake_file(JPG, 100),
+        )
+        .await["media_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
     /// Uploads one `media` file.
     async fn upload_file(
         &self,
@@ -4490,18 +4505,7 @@ fn file_checks_by_extension_magic_and_size() {
 async fn drafts_add_get_update_batchget_delete() {
     let sim = Running::start(GATEWAY_DOWN).await;
     let token = sim.token("wxsafe", "secret-safe").await;
-    let thumb = sim
-        .upload_file(
-            paths::MATERIAL_ADD,
-            &token,
-            "thumb",
-            "t.jpg",
-            &fake_file(JPG, 100),
-        )
-        .await["media_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let thumb = sim.permanent_thumb(&token).await;
     let temporary = sim
         .upload_file(
             paths::MEDIA_UPLOAD,
@@ -4839,4 +4843,197 @@ async fn comments_every_verb_and_its_errors() {
         .await
         .unwrap();
     assert_eq!(bad.status().as_u16(), 400);
+}
+
+#[tokio::test]
+async fn publishing_a_draft_posts_its_finish_event_and_opens_its_comments() {
+    let (gw, url, _stop) = Gateway::start(Behaviour::Echo).await;
+    let sim = Running::start(&url).await;
+    sim.post(paths::MASS_SETTINGS, json!({"finish_delay_ms": 20}))
+        .await;
+    let token = sim.token("wxplain", "secret-plain").await;
+    let thumb = sim.permanent_thumb(&token).await;
+    let article = |title: &str, comments: u8| json!({"title": title, "content": "<p>正文</p>", "thumb_media_id": thumb, "need_open_comment": comments});
+    let (sim_ref, token_ref) = (&sim, &token);
+    let draft = |articles: Value| async move {
+        sim_ref
+            .api_post(paths::DRAFT_ADD, token_ref, json!({"articles": articles}))
+            .await["media_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let submit = |media_id: &str| {
+        sim.api_post(
+            paths::FREEPUBLISH_SUBMIT,
+            &token,
+            json!({"media_id": media_id}),
+        )
+    };
+    let status = |publish_id: &Value| {
+        sim.api_post(
+            paths::FREEPUBLISH_GET,
+            &token,
+            json!({"publish_id": publish_id}),
+        )
+    };
+    assert_eq!(errcode(&submit("nope").await), 40007);
+
+    let media_id = draft(json!([article("一", 1), article("二", 0)])).await;
+    let job = submit(&media_id).await;
+    assert_eq!(errcode(&job), 0, "{job}");
+    assert!(job["publish_id"].is_string(), "a decimal string: {job}");
+    let data_id = job["msg_data_id"].as_u64().unwrap();
+    assert_eq!(status(&job["publish_id"]).await["publish_status"], 1);
+    wait_for("PUBLISHJOBFINISH", || {
+        !finish_events(&gw, "PUBLISHJOBFINISH").is_empty()
+    })
+    .await;
+    let done = status(&job["publish_id"]).await;
+    assert_eq!(done["publish_status"], 0, "{done}");
+    assert_eq!(done["article_detail"]["count"], 2, "{done}");
+    assert_eq!(done["article_detail"]["item"][1]["idx"], 2, "{done}");
+    let article_id = done["article_id"].as_str().unwrap().to_owned();
+
+    // The event parses as the gateway's parser reads it.
+    let (_, body) = gw
+        .seen()
+        .into_iter()
+        .find(|(_, body)| body.contains("PUBLISHJOBFINISH"))
+        .unwrap();
+    let message = wxoa_wire::inbound::Inbound::parse(body.as_bytes()).unwrap();
+    match message.detail {
+        wxoa_wire::inbound::Detail::PublishJobFinish {
+            publish_id,
+            publish_status,
+            article_id: id,
+        } => {
+            assert_eq!(publish_id.as_deref(), job["publish_id"].as_str());
+            assert_eq!(publish_status, Some(0));
+            assert_eq!(id.as_deref(), Some(article_id.as_str()));
+        }
+        other => panic!("not a PublishJobFinish: {other:?}"),
+    }
+
+    // The draft left the draft box; the articles are published with their URLs.
+    assert_eq!(
+        errcode(
+            &sim.api_post(paths::DRAFT_GET, &token, json!({"media_id": media_id}))
+                .await
+        ),
+        40007
+    );
+    let got = sim
+        .api_post(
+            paths::FREEPUBLISH_GETARTICLE,
+            &token,
+            json!({"article_id": article_id}),
+        )
+        .await;
+    assert_eq!(got["news_item"][0]["title"], "一", "{got}");
+    assert_eq!(got["news_item"][1]["is_deleted"], false, "{got}");
+    assert!(
+        got["news_item"][0]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://mp.weixin.qq.com/s/")
+    );
+    let list = sim
+        .api_post(
+            paths::FREEPUBLISH_BATCHGET,
+            &token,
+            json!({"offset": 0, "count": 20, "no_content": 1}),
+        )
+        .await;
+    assert_eq!(list["total_count"], 1, "{list}");
+    assert_eq!(list["item"][0]["article_id"], article_id.as_str());
+    assert!(
+        list["item"][0]["content"]["news_item"][0]
+            .get("content")
+            .is_none()
+    );
+    assert_eq!(
+        errcode(
+            &sim.api_post(
+                paths::FREEPUBLISH_BATCHGET,
+                &token,
+                json!({"offset": 0, "count": 21})
+            )
+            .await
+        ),
+        40097
+    );
+
+    // Comments: open on the article that asked for them, closed on the other.
+    let list_comments = |index: u64| {
+        sim.api_post(
+            paths::COMMENT_LIST,
+            &token,
+            json!({"msg_data_id": data_id, "index": index, "begin": 0, "count": 10, "type": 0}),
+        )
+    };
+    assert_eq!(errcode(&list_comments(0).await), 0);
+    assert_eq!(errcode(&list_comments(1).await), 0);
+    let elect = sim
+        .api_post(
+            paths::COMMENT_MARKELECT,
+            &token,
+            json!({"msg_data_id": data_id, "index": 1, "user_comment_id": 1}),
+        )
+        .await;
+    assert_eq!(errcode(&elect), 88000, "comments closed: {elect}");
+
+    // Delete one article, then the other: the message is gone, the job says 5.
+    let delete = |index: Value| {
+        sim.api_post(
+            paths::FREEPUBLISH_DELETE,
+            &token,
+            json!({"article_id": article_id, "index": index}),
+        )
+    };
+    assert_eq!(errcode(&delete(json!(3)).await), 40114);
+    assert_eq!(errcode(&delete(json!(1)).await), 0);
+    assert_eq!(
+        status(&job["publish_id"]).await["article_detail"]["count"],
+        1
+    );
+    assert_eq!(errcode(&delete(json!(2)).await), 0);
+    assert_eq!(status(&job["publish_id"]).await["publish_status"], 5);
+    assert_eq!(errcode(&delete(json!(0)).await), 53600);
+    assert_eq!(
+        sim.api_post(
+            paths::FREEPUBLISH_BATCHGET,
+            &token,
+            json!({"offset": 0, "count": 20})
+        )
+        .await["total_count"],
+        0
+    );
+
+    // A failure set through the control API: every article failed, the draft kept.
+    let answer = sim
+        .post(paths::PUBLISH, json!({"appid": "wxplain", "fail": 4}))
+        .await;
+    assert_eq!(answer["fail"], 4, "{answer}");
+    let kept = draft(json!([article("三", 0)])).await;
+    let failed = submit(&kept).await;
+    wait_for("the failed job's event", || {
+        finish_events(&gw, "PUBLISHJOBFINISH").len() == 2
+    })
+    .await;
+    let failed = status(&failed["publish_id"]).await;
+    assert_eq!(failed["publish_status"], 4, "{failed}");
+    assert_eq!(failed["fail_idx"], json!([1]), "{failed}");
+    assert!(failed.get("article_id").is_none(), "{failed}");
+    assert_eq!(
+        errcode(
+            &sim.api_post(paths::DRAFT_GET, &token, json!({"media_id": kept}))
+                .await
+        ),
+        0
+    );
+    assert_eq!(errcode(&status(&json!("1")).await), 53502);
+    let jobs = sim.get(&format!("{}?appid=wxplain", paths::PUBLISH)).await;
+    assert_eq!(jobs["jobs"][0]["finish_posted"], true, "{jobs}");
+    assert_eq!(jobs["jobs"][1]["publish_status"], 4, "{jobs}");
 }

@@ -80,6 +80,13 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: DraftsCommand,
     },
+    /// Published articles of an app and publish jobs, through the operator API.
+    Published {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[command(subcommand)]
+        command: PublishedCommand,
+    },
     /// Comments on an article of an app, through the operator API.
     Comments {
         #[command(flatten)]
@@ -444,6 +451,48 @@ pub(crate) enum DraftsCommand {
         /// How many (1..=20).
         #[arg(long, default_value_t = 20)]
         count: u32,
+    },
+    /// Publish a draft (it leaves the draft box once published).
+    Publish {
+        /// The draft's media_id.
+        media_id: String,
+        /// Wait for the job to end and print how it ended.
+        #[arg(long)]
+        wait: bool,
+        /// How long `--wait` waits, in seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PublishedCommand {
+    /// List published messages, newest first.
+    List {
+        /// The first item.
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
+        /// How many (1..=20).
+        #[arg(long, default_value_t = 20)]
+        count: u32,
+    },
+    /// Print a published message's articles.
+    Get {
+        /// Its article_id.
+        article_id: String,
+    },
+    /// Delete a published message, or one of its articles.
+    Delete {
+        /// Its article_id.
+        article_id: String,
+        /// Only this article (1-based).
+        #[arg(long)]
+        index: Option<u32>,
+    },
+    /// A publish job's status.
+    Status {
+        /// The publish_id `wxoa drafts publish` printed.
+        publish_id: String,
     },
 }
 

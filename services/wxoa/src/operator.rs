@@ -3,14 +3,16 @@
 //! carry WeChat's errcode and its meaning.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use reqwest::Method;
 use serde_json::{Value, json};
 use wxoa_runtime::Config;
 
-use crate::cli::{ApiArgs, CommentsCommand, DraftsCommand, MaterialCommand, QrcodeCommand};
+use crate::cli::{
+    ApiArgs, CommentsCommand, DraftsCommand, MaterialCommand, PublishedCommand, QrcodeCommand,
+};
 use crate::verbs::{app_of, progress_bar};
 
 /// A request to `/v1/apps/<app>/<path>` with the bearer token.
@@ -416,8 +418,161 @@ pub(crate) async fn drafts(
             };
             (answer, table)
         }
+        DraftsCommand::Publish {
+            media_id,
+            wait,
+            timeout,
+        } => {
+            let path = format!(
+                "drafts/{}/publish",
+                wxoa_wire::web::percent_encode(&media_id)
+            );
+            let submitted = operator(config, api, Method::POST, &path, None).await?;
+            if !wait {
+                return show(api, &submitted, &FIELDS);
+            }
+            let publish_id = submitted["publish_id"]
+                .as_str()
+                .context("the answer has no publish_id")?;
+            let ended = publish_wait(config, api, publish_id, Duration::from_secs(timeout)).await?;
+            show_publish_job(api, &ended)?;
+            if publish_failed(&ended) {
+                bail!(
+                    "publish job {publish_id} ended: {} (articles {})",
+                    publish_status_meaning(ended["publish_status"].as_i64().unwrap_or(-1)),
+                    ended["fail_idx"]
+                );
+            }
+            return Ok(());
+        }
     };
     show(api, &answer, &table)
+}
+
+/// A publish job's path.
+fn publish_job_path(publish_id: &str) -> String {
+    format!(
+        "publish-jobs/{}",
+        wxoa_wire::web::percent_encode(publish_id)
+    )
+}
+
+/// Polls a publish job until it is no longer publishing (status 1), at most `timeout`.
+async fn publish_wait(
+    config: &Config,
+    api: &ApiArgs,
+    publish_id: &str,
+    timeout: Duration,
+) -> anyhow::Result<Value> {
+    let started = Instant::now();
+    let path = publish_job_path(publish_id);
+    loop {
+        let job = operator(config, api, Method::GET, &path, None).await?;
+        if job["publish_status"] != 1 {
+            eprintln!();
+            return Ok(job);
+        }
+        if started.elapsed() > timeout {
+            bail!("publish job {publish_id} still publishing after {timeout:?}");
+        }
+        eprint!(
+            "\rpublishing {publish_id}: {:.0}s",
+            started.elapsed().as_secs_f64()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// What WeChat's `publish_status` means.
+fn publish_status_meaning(status: i64) -> &'static str {
+    match status {
+        0 => "published",
+        1 => "publishing",
+        2 => "failed: originality check",
+        3 => "failed",
+        4 => "refused by review",
+        5 => "published, then every article deleted",
+        6 => "published, then every article banned",
+        _ => "unknown status",
+    }
+}
+
+/// Prints a publish job with its status in words: once published, a line and each article's
+/// URL; otherwise its fields (the failed articles in `fail_idx`).
+fn show_publish_job(api: &ApiArgs, job: &Value) -> anyhow::Result<()> {
+    let status = job["publish_status"].as_i64().unwrap_or(-1);
+    let mut answer = job.clone();
+    answer["status"] = json!(publish_status_meaning(status));
+    if status != 0 || api.json {
+        return show(api, &answer, &FIELDS);
+    }
+    println!(
+        "publish job {}: published, article_id {}",
+        job["publish_id"].as_str().unwrap_or_default(),
+        job["article_id"].as_str().unwrap_or_default()
+    );
+    let table = Table {
+        rows: "/article_detail/item",
+        columns: &[("IDX", "/idx"), ("URL", "/article_url")],
+    };
+    show(api, &answer, &table)
+}
+
+/// Whether a publish job ended without publishing (originality, general or review failure).
+fn publish_failed(job: &Value) -> bool {
+    (2..=4).contains(&job["publish_status"].as_i64().unwrap_or(-1))
+}
+
+/// `wxoa published ...`
+pub(crate) async fn published(
+    config: &Config,
+    api: &ApiArgs,
+    command: PublishedCommand,
+) -> anyhow::Result<()> {
+    let id = wxoa_wire::web::percent_encode;
+    match command {
+        PublishedCommand::List { offset, count } => {
+            let path = format!("published?offset={offset}&count={count}&no_content=true");
+            let answer = operator(config, api, Method::GET, &path, None).await?;
+            let table = Table {
+                rows: "/item",
+                columns: &[
+                    ("ARTICLE_ID", "/article_id"),
+                    ("FIRST TITLE", "/content/news_item/0/title"),
+                    ("URL", "/content/news_item/0/url"),
+                    ("UPDATED", "/update_time"),
+                ],
+            };
+            show(api, &answer, &table)
+        }
+        PublishedCommand::Get { article_id } => {
+            let path = format!("published/{}", id(&article_id));
+            let answer = operator(config, api, Method::GET, &path, None).await?;
+            let table = Table {
+                rows: "/news_item",
+                columns: &[
+                    ("TITLE", "/title"),
+                    ("AUTHOR", "/author"),
+                    ("DELETED", "/is_deleted"),
+                    ("URL", "/url"),
+                ],
+            };
+            show(api, &answer, &table)
+        }
+        PublishedCommand::Delete { article_id, index } => {
+            let mut path = format!("published/{}", id(&article_id));
+            if let Some(index) = index {
+                path.push_str(&format!("?index={index}"));
+            }
+            let answer = operator(config, api, Method::DELETE, &path, None).await?;
+            show(api, &answer, &FIELDS)
+        }
+        PublishedCommand::Status { publish_id } => {
+            let path = publish_job_path(&publish_id);
+            let job = operator(config, api, Method::GET, &path, None).await?;
+            show_publish_job(api, &job)
+        }
+    }
 }
 
 /// `wxoa comments ...` on the article `(msg_data_id, index)`.

@@ -63,6 +63,9 @@ pub(crate) async fn command(command: Command, config: Config) -> anyhow::Result<
             crate::operator::material(&config, &api, command).await
         }
         Command::Drafts { api, command } => crate::operator::drafts(&config, &api, command).await,
+        Command::Published { api, command } => {
+            crate::operator::published(&config, &api, command).await
+        }
         Command::Comments {
             api,
             msg_data_id,

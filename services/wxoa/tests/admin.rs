@@ -193,12 +193,88 @@ async fn material_drafts_and_comments_verbs_print_tables() {
     let draft = dir.path().join("draft.json");
     let articles = serde_json::json!({"articles": [{"title": "新品", "content": "<p>hi</p>", "thumb_media_id": thumb["media_id"]}]});
     std::fs::write(&draft, articles.to_string()).unwrap();
-    verb(&api, &["drafts", "add", draft.to_str().unwrap()]).unwrap();
+    let added = verb(&api, &["drafts", "add", draft.to_str().unwrap()]).unwrap();
     let drafts = typed(&api, &["drafts", "list"]).unwrap();
     assert!(
         drafts.starts_with("MEDIA_ID") && drafts.contains("新品"),
         "{drafts}"
     );
+
+    // Published, waited for, listed, deleted.
+    platform
+        .post(
+            "/_sim/mass/settings",
+            serde_json::json!({"finish_delay_ms": 300}),
+        )
+        .await;
+    let draft_id = added["media_id"].as_str().unwrap();
+    let published = typed(&api, &["drafts", "publish", draft_id, "--wait"]).unwrap();
+    let first = published.lines().next().unwrap();
+    assert!(
+        first.starts_with("publish job ") && first.contains(": published, article_id "),
+        "{published}"
+    );
+    let article_id = first.rsplit(' ').next().unwrap();
+    assert!(
+        published.lines().nth(1).unwrap().starts_with("IDX")
+            && published.contains("https://mp.weixin.qq.com/s/"),
+        "{published}"
+    );
+    let list = typed(&api, &["published", "list"]).unwrap();
+    assert!(
+        list.lines().nth(1).unwrap().starts_with(article_id) && list.contains("新品"),
+        "{list}"
+    );
+    let got = typed(&api, &["published", "get", article_id]).unwrap();
+    assert!(got.contains("新品") && got.contains("false"), "{got}");
+    typed(&api, &["published", "delete", article_id, "--index", "1"]).unwrap();
+    let gone = typed(&api, &["published", "get", article_id]).unwrap_err();
+    assert!(gone.contains("53600"), "every article deleted: {gone}");
+
+    // A refused job: the failure in words, a failing exit.
+    platform
+        .post(
+            "/_sim/publish",
+            serde_json::json!({"appid": PLAIN_APP, "fail": 4}),
+        )
+        .await;
+    let second = verb(&api, &["drafts", "add", draft.to_str().unwrap()]).unwrap();
+    let submitted = verb(
+        &api,
+        &["drafts", "publish", second["media_id"].as_str().unwrap()],
+    )
+    .unwrap();
+    let publish_id = submitted["publish_id"].as_str().unwrap();
+    let status = wxoa_tests::eventually(std::time::Duration::from_secs(10), || async {
+        let status = typed(&api, &["published", "status", publish_id]).unwrap();
+        (!status.contains("publishing")).then_some(status)
+    })
+    .await
+    .expect("the job ends");
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("status") && l.contains("refused by review")),
+        "{status}"
+    );
+    platform
+        .post(
+            "/_sim/publish",
+            serde_json::json!({"appid": PLAIN_APP, "fail": 3}),
+        )
+        .await;
+    let third = verb(&api, &["drafts", "add", draft.to_str().unwrap()]).unwrap();
+    let failed = typed(
+        &api,
+        &[
+            "drafts",
+            "publish",
+            third["media_id"].as_str().unwrap(),
+            "--wait",
+        ],
+    )
+    .unwrap_err();
+    assert!(failed.contains("ended: failed (articles [1])"), "{failed}");
 
     // Comments: list, reply, elect.
     let created = platform
