@@ -309,3 +309,49 @@ async fn shutdown_lets_the_in_flight_handler_finish_and_ack() {
     assert!(finished.load(std::sync::atomic::Ordering::SeqCst));
     assert!(world.settled().await, "the in-flight message was acked");
 }
+
+#[tokio::test]
+async fn an_existing_stream_and_consumer_take_the_changed_config_at_startup() {
+    let mut config = shared_config();
+    let js = jetstream::new(
+        async_nats::connect(&config.nats.url)
+            .await
+            .expect("nats connects"),
+    );
+    let stream = wxoa_runtime::connect::inbound_stream(&js, &config.nats)
+        .await
+        .expect("created");
+    let first = stream.cached_info().config.clone();
+    assert_eq!(first.max_age, Duration::from_secs(config.nats.max_age_secs));
+
+    // A new retention and dedupe window: the stream takes them. A new storage kind can't be
+    // taken: the stream keeps its own and still starts.
+    config.nats.max_age_secs += 3_600;
+    config.nats.duplicate_window_secs = 60;
+    config.nats.storage = wxoa_runtime::config::Storage::File;
+    let mut stream = wxoa_runtime::connect::inbound_stream(&js, &config.nats)
+        .await
+        .expect("updated");
+    let info = stream.info().await.unwrap().config.clone();
+    assert_eq!(info.max_age, Duration::from_secs(config.nats.max_age_secs));
+    assert_eq!(info.duplicate_window, Duration::from_secs(60));
+    assert_eq!(info.storage, stream::StorageType::Memory, "storage kept");
+
+    // A consumer provisioned again with a new ack_wait and max_deliver takes them; its position
+    // is its own (it is the same durable).
+    let filter = subjects::message(&config.nats.prefix, PLAIN_APP, "text");
+    let mut spec = ConsumerSpec::new("reconciled", filter);
+    spec.ack_wait = Duration::from_secs(5);
+    consumer::provision(&stream, &spec).await.expect("created");
+    spec.ack_wait = Duration::from_secs(45);
+    spec.max_deliver = 9;
+    let mut updated = consumer::provision(&stream, &spec).await.expect("updated");
+    let info = updated.info().await.unwrap().config.clone();
+    assert_eq!(info.ack_wait, Duration::from_secs(45));
+    assert_eq!(info.max_deliver, 9);
+    assert_eq!(
+        info.durable_name.as_deref(),
+        Some("reconciled"),
+        "the same durable"
+    );
+}

@@ -142,7 +142,7 @@ pub async fn watched(
 }
 
 /// Creates the inbound stream (`WECHAT_INBOUND`: message.> and event.> of every app, Limits
-/// retention, dedupe window) or checks that it exists.
+/// retention, dedupe window), or updates an existing one to the config (not its storage).
 pub async fn inbound_stream(
     js: &jetstream::Context,
     config: &NatsConfig,
@@ -158,7 +158,7 @@ pub async fn inbound_stream(
 }
 
 /// Creates the command stream (`WECHAT_COMMANDS`: command.> of every app, Limits retention so
-/// any number of workers can consume it, dedupe window) or checks that it exists.
+/// any number of workers can consume it, dedupe window), or updates an existing one to the config.
 pub async fn commands_stream(
     js: &jetstream::Context,
     config: &NatsConfig,
@@ -180,7 +180,11 @@ async fn limits_stream(
     description: &str,
     subjects: Vec<String>,
 ) -> Result<stream::Stream, ConnectError> {
-    js.get_or_create_stream(stream::Config {
+    let failed = |e: &dyn std::fmt::Display| ConnectError::Stream {
+        name: name.clone(),
+        message: e.to_string(),
+    };
+    let mut wanted = stream::Config {
         name: name.clone(),
         description: Some(description.into()),
         subjects,
@@ -193,10 +197,38 @@ async fn limits_stream(
         max_age: Duration::from_secs(config.max_age_secs),
         num_replicas: config.replicas,
         ..Default::default()
-    })
-    .await
-    .map_err(|e| ConnectError::Stream {
-        name,
-        message: e.to_string(),
-    })
+    };
+    let mut stream = js
+        .get_or_create_stream(wanted.clone())
+        .await
+        .map_err(|e| failed(&e))?;
+    // An existing stream takes the config's settings (a new max_age, say) at startup; its
+    // storage can't change, so that one is kept and said.
+    let current = stream.cached_info().config.clone();
+    if current.storage != wanted.storage {
+        tracing::warn!(
+            stream = %name,
+            current = ?current.storage,
+            configured = ?wanted.storage,
+            "a stream's storage can't change: keeping the current one"
+        );
+        wanted.storage = current.storage;
+    }
+    let differs = current.subjects != wanted.subjects
+        || current.description != wanted.description
+        || current.duplicate_window != wanted.duplicate_window
+        || current.max_age != wanted.max_age
+        || current.num_replicas != wanted.num_replicas;
+    if differs {
+        tracing::info!(
+            stream = %name,
+            max_age_secs = wanted.max_age.as_secs(),
+            duplicate_window_secs = wanted.duplicate_window.as_secs(),
+            replicas = wanted.num_replicas,
+            "updating the stream to the configured settings"
+        );
+        js.update_stream(&wanted).await.map_err(|e| failed(&e))?;
+        stream = js.get_stream(&name).await.map_err(|e| failed(&e))?;
+    }
+    Ok(stream)
 }

@@ -87,29 +87,46 @@ pub enum ConsumerError {
 }
 
 /// Creates the durable pull consumer of `spec` on `stream` (explicit acks), or returns the
-/// existing one. Idempotent: call it at startup, before the process reports ready.
+/// existing one, updated to the spec where it differs. Idempotent: call it at startup, before
+/// the process reports ready.
 pub async fn provision(
     stream: &Stream,
     spec: &ConsumerSpec,
 ) -> Result<PullConsumer, ConsumerError> {
-    stream
-        .get_or_create_consumer(
-            &spec.durable,
-            pull::Config {
-                durable_name: Some(spec.durable.clone()),
-                filter_subject: spec.filter_subject.clone(),
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: spec.ack_wait,
-                max_deliver: spec.max_deliver,
-                max_ack_pending: spec.max_ack_pending,
-                ..Default::default()
-            },
-        )
+    let failed = |source| ConsumerError::Provision {
+        durable: spec.durable.clone(),
+        source,
+    };
+    let wanted = pull::Config {
+        durable_name: Some(spec.durable.clone()),
+        filter_subject: spec.filter_subject.clone(),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: spec.ack_wait,
+        max_deliver: spec.max_deliver,
+        max_ack_pending: spec.max_ack_pending,
+        ..Default::default()
+    };
+    let mut consumer = stream
+        .get_or_create_consumer(&spec.durable, wanted.clone())
         .await
-        .map_err(|source| ConsumerError::Provision {
-            durable: spec.durable.clone(),
-            source,
-        })
+        .map_err(failed)?;
+    // An existing consumer takes the spec's settings (a new ack_wait, say) at startup.
+    let current = &consumer.cached_info().config;
+    if current.filter_subject != wanted.filter_subject
+        || current.ack_wait != wanted.ack_wait
+        || current.max_deliver != wanted.max_deliver
+        || current.max_ack_pending != wanted.max_ack_pending
+    {
+        tracing::info!(
+            durable = %spec.durable,
+            ack_wait_ms = wanted.ack_wait.as_millis() as u64,
+            max_deliver = wanted.max_deliver,
+            max_ack_pending = wanted.max_ack_pending,
+            "updating the consumer to the configured settings"
+        );
+        consumer = stream.create_consumer(wanted).await.map_err(failed)?;
+    }
+    Ok(consumer)
 }
 
 /// Whether a handler error is worth another delivery.
