@@ -11,9 +11,13 @@
 #                             against the simulator, results as notices
 #   broadcast                 a template fan-out to N simulated followers (from the directory)
 #                             through `wxoa broadcast`, rate limits off: sends/s, peak RSS,
-#                             and the simulator's count of distinct recipients and duplicates
+#                             and the simulator's count of distinct recipients and duplicates;
+#                             first the baseline: the same sends from a bare HTTP client
+#                             (`wxoa-bench-direct fanout`, same concurrency), and the ratio
 #   usersync                  a full follower sync of N simulated followers through
-#                             `wxoa usersync`: wall time, peak RSS, directory == simulator
+#                             `wxoa usersync`: wall time, peak RSS, directory == simulator;
+#                             first the baseline: the same calls into a HashMap
+#                             (`wxoa-bench-direct sync`), and the ratio
 #   tokens                    access_token reads per second from the shared client
 #                             (`wxoa-bench-tokens`: from memory, and the Redis path with the
 #                             cache off) against what `wxoa token` keeps in Redis, compared
@@ -38,7 +42,7 @@ connections=${3:-64}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 cargo build --release -q -p wxoa -p wxoa-tests --bin wxoa --bin wxoa-bench-requests --bin wxoa-bench-publish \
-  --bin wxoa-bench-send --bin wxoa-bench-baseline --bin wxoa-bench-tokens
+  --bin wxoa-bench-send --bin wxoa-bench-baseline --bin wxoa-bench-tokens --bin wxoa-bench-direct
 
 tmp=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -171,12 +175,21 @@ if [ "$mode" = broadcast ]; then
 {"id": "bench", "kind": "template", "to": {"type": "all"}, "template_id": "$template",
  "url": "https://example.com/bill", "data": {"amount": {"value": "39.8"}}}
 JSON
+  sim_json() { curl -sf "http://127.0.0.1:$sim_port$1" -H 'content-type: application/json' -d "$2" >/dev/null; }
+  sim_json /_sim/template/settings "{\"daily_quota\": $((count * 10))}"
+  # The baseline: the same sends, same concurrency, from a bare HTTP client; then the
+  # simulator forgets them so that its count below is the job's alone.
+  echo "== baseline: the same $count template sends from a bare HTTP client (wxoa-bench-direct), 64 in flight"
+  target/release/wxoa-bench-direct "http://127.0.0.1:$sim_port" wxbench000000001 bench-secret fanout "$template" "$count" 64 | tee "$tmp/direct.out"
+  curl -sf -X DELETE "http://127.0.0.1:$sim_port/_sim/templates?appid=wxbench000000001" >/dev/null
   echo "== template fan-out: $count followers, 1 broadcast worker, rate limit off, $(nproc) cores"
   rss0=$(awk '/VmRSS/ {print $2}' "/proc/$bc_pid/status"); cpu0=$(cpu "$bc_pid")
   start=$(date +%s.%N)
   target/release/wxoa broadcasts --app wxbench000000001 start "$tmp/job.json" 2>/dev/null | tee "$tmp/job.out" | grep -E '"(state|sent|failed|total)"'
   end=$(date +%s.%N)
   echo "== $(python3 -c "print(f'{$count / ($end - $start):.0f} sends/s, {$end - $start:.1f} s')"); broadcast RSS before ${rss0} kB, peak $(awk '/VmHWM/ {print $2}' "/proc/$bc_pid/status") kB; CPU per send $(( ($(cpu "$bc_pid") - cpu0) * 10000000 / $(getconf CLK_TCK) / count )) us/10"
+  direct=$(awk '{for (i = 1; i < NF; i++) if ($(i+1) == "sends/s,") print $i}' "$tmp/direct.out")
+  echo "== fan-out vs baseline: sends/s $(python3 -c "print(f'{$count / ($end - $start):.0f} / {$direct} = {$count / ($end - $start) / $direct:.3f}')")"
   echo "== simulator: $(curl -s "http://127.0.0.1:$sim_port/_sim/templates?appid=wxbench000000001&summary=true")"
   exit 0
 fi
@@ -194,12 +207,16 @@ if [ "$mode" = usersync ]; then
   for _ in $(seq 100); do [ "$(redis-cli -p "$redis_port" exists 'wechat:{wxbench000000001}:access_token')" = 1 ] && break; sleep 0.1; done
   curl -sf "http://127.0.0.1:$sim_port/_sim/users/generate" -H 'content-type: application/json' \
     -d "{\"appid\":\"wxbench000000001\",\"count\":$count}" >/dev/null
+  echo "== baseline: the same calls from a bare HTTP client into a HashMap (wxoa-bench-direct)"
+  target/release/wxoa-bench-direct "http://127.0.0.1:$sim_port" wxbench000000001 bench-secret sync | tee "$tmp/direct.out"
   echo "== full user sync: $count simulated followers, 1 usersync worker, $(nproc) cores"
   rss0=$(awk '/VmRSS/ {print $2}' "/proc/$us_pid/status")
   start=$(date +%s.%N)
   target/release/wxoa users --app wxbench000000001 sync 2>/dev/null | tee "$tmp/sync.json"
   end=$(date +%s.%N)
   echo "== wall time: $(python3 -c "print(round($end - $start, 1))") s; usersync RSS before ${rss0} kB, peak $(awk '/VmHWM/ {print $2}' "/proc/$us_pid/status") kB; CPU $(( $(cpu "$us_pid") * 1000 / $(getconf CLK_TCK) )) ms"
+  direct=$(awk '{for (i = 1; i < NF; i++) if ($(i+1) == "s") print $i}' "$tmp/direct.out" | tail -1)
+  echo "== sync vs baseline: followers/s $(python3 -c "w = $end - $start; print(f'{$count / w:.0f} / {$count / $direct:.0f} = {$direct / w:.3f}')")"
   echo "== simulator: $(curl -s "http://127.0.0.1:$sim_port/_sim/users?appid=wxbench000000001")"
   echo "== directory: $(target/release/wxoa users --app wxbench000000001 count | tr -d '\n ') digest $(WXOA_CONFIG="$tmp/wxoa.toml" target/release/wxoa users --app wxbench000000001 digest 2>/dev/null | tr -d '\n ' || true)"
   echo "== redis used_memory: $(redis-cli -p "$redis_port" info memory | awk -F: '/^used_memory_human/ {print $2}')"
