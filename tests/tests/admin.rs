@@ -623,6 +623,14 @@ async fn a_draft_published_end_to_end_with_its_event_and_comments() {
     assert_eq!(status, 200, "{page}");
     assert_eq!(page["total"], 0, "{page}");
 
+    let (status, zero) = call(
+        &base,
+        Method::DELETE,
+        &format!("{app}/published/{article_id}?index=0"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 422, "0 is not read as every article: {zero}");
     let (status, _) = call(
         &base,
         Method::DELETE,

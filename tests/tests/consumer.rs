@@ -323,6 +323,14 @@ async fn an_existing_stream_and_consumer_take_the_changed_config_at_startup() {
         .expect("created");
     let first = stream.cached_info().config.clone();
     assert_eq!(first.max_age, Duration::from_secs(config.nats.max_age_secs));
+    // A limit an operator set on the server, which wxoa's config does not name.
+    let edited = stream::Config {
+        max_messages: 1_000_000,
+        ..first.clone()
+    };
+    js.update_stream(&edited)
+        .await
+        .expect("edited on the server");
 
     // A new retention and dedupe window: the stream takes them. A new storage kind can't be
     // taken: the stream keeps its own and still starts.
@@ -336,6 +344,7 @@ async fn an_existing_stream_and_consumer_take_the_changed_config_at_startup() {
     assert_eq!(info.max_age, Duration::from_secs(config.nats.max_age_secs));
     assert_eq!(info.duplicate_window, Duration::from_secs(60));
     assert_eq!(info.storage, stream::StorageType::Memory, "storage kept");
+    assert_eq!(info.max_messages, 1_000_000, "the server-side limit stays");
 
     // A consumer provisioned again with a new ack_wait and max_deliver takes them; its position
     // is its own (it is the same durable).

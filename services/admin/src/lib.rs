@@ -200,7 +200,7 @@ impl App {
             .route("/v1/apps/{appid}/menu/conditional", post(menu_conditional))
             .route(
                 "/v1/apps/{appid}/menu/conditional/{menuid}",
-                delete(menu_conditional_delete),
+                delete(by_id("menuid", "/cgi-bin/menu/delconditional")),
             )
             .route("/v1/apps/{appid}/menu/trymatch", post(menu_trymatch))
             .route("/v1/apps/{appid}/menu/current", get(menu_current))
@@ -477,20 +477,6 @@ async fn menu_conditional(
         ));
     }
     wechat(&shared, app_id, "/cgi-bin/menu/addconditional", Some(&menu)).await
-}
-
-async fn menu_conditional_delete(
-    State(shared): State<Arc<Shared>>,
-    Path((app_id, menuid)): Path<(String, String)>,
-) -> Answer {
-    let body = json!({ "menuid": menuid });
-    wechat(
-        &shared,
-        &app_id,
-        "/cgi-bin/menu/delconditional",
-        Some(&body),
-    )
-    .await
 }
 
 async fn menu_trymatch(

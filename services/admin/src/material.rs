@@ -331,6 +331,12 @@ pub(crate) async fn published_delete(
     Path((app_id, article_id)): Path<(String, String)>,
     Query(which): Query<Which>,
 ) -> Answer {
+    // WeChat reads 0 as "every article": only the absence of `index` may mean that here.
+    if which.index == Some(0) {
+        return Err(AdminError::Invalid(
+            "index counts articles from 1; leave it out to delete every article".into(),
+        ));
+    }
     let body = json!({ "article_id": article_id, "index": which.index.unwrap_or(0) });
     wechat(&shared, &app_id, "/cgi-bin/freepublish/delete", Some(&body)).await
 }

@@ -75,6 +75,11 @@ impl DraftStore {
         Ok(self.find(appid, media_id)?.articles.clone())
     }
 
+    /// Whether the app has the draft `media_id`.
+    pub(crate) fn contains(&self, appid: &str, media_id: &str) -> bool {
+        self.find(appid, media_id).is_ok()
+    }
+
     /// Takes a published draft out of the draft box.
     pub(crate) fn remove(&mut self, media_id: &str) {
         self.drafts.remove(media_id);

@@ -7,7 +7,8 @@
 //! published under one `article_id` with a URL each, and every article gets its comment
 //! thread at `(msg_data_id, index)`, 0-based, open when the article asked for
 //! `need_open_comment`. A failure set with `/_sim/publish` (2 originality, 3 general,
-//! 4 review) ends the next job instead, with every article in `fail_idx` and the draft kept.
+//! 4 review) ends the next job submitted instead, with every article in `fail_idx` and the
+//! draft kept. What is published is the draft as it was submitted.
 //! When finish events are on, `PUBLISHJOBFINISH` is posted either way.
 //!
 //! Errors as WeChat: an unknown draft 40007, an unknown `publish_id` 53502, an unknown or
@@ -60,6 +61,12 @@ struct Job {
     fail_idx: Vec<usize>,
     finish_posted: bool,
     finish_outcome: Option<Outcome>,
+    /// The draft's articles when it was submitted: what is published.
+    #[serde(skip)]
+    articles: Vec<Value>,
+    /// The failure `/_sim/publish` set for this job (taken at submit).
+    #[serde(skip)]
+    fail: Option<u8>,
 }
 
 /// One published message: its articles as `getarticle` answers them (with `url` and
@@ -152,9 +159,10 @@ pub(crate) async fn submit(
         .and_then(Value::as_str)
         .unwrap_or_default();
     let mut state = sim.lock();
-    state.drafts.articles(&appid, media_id)?;
+    let articles = state.drafts.articles(&appid, media_id)?;
     let msg_data_id = state.mass.next_data_id();
     let publish = &mut state.publish;
+    let fail = publish.fail_next.remove(&appid);
     let publish_id = (FIRST_PUBLISH_ID + publish.next_id).to_string();
     publish.next_id += 1;
     publish.jobs.insert(
@@ -169,6 +177,8 @@ pub(crate) async fn submit(
             fail_idx: Vec::new(),
             finish_posted: false,
             finish_outcome: None,
+            articles,
+            fail,
         },
     );
     let settings = state.mass.settings();
@@ -204,11 +214,11 @@ async fn finish(sim: Arc<Shared>, appid: String, publish_id: String, delay_ms: u
             return;
         };
         let media_id = job.media_id.clone();
-        // The draft may have been deleted while the job ran: a general failure.
-        let articles = state.drafts.articles(&appid, &media_id).unwrap_or_default();
-        let failure = match state.publish.fail_next.remove(&appid) {
+        let articles = std::mem::take(&mut job.articles);
+        // The draft deleted while the job ran: a general failure.
+        let failure = match job.fail {
             Some(status) => Some(status),
-            None if articles.is_empty() => Some(3),
+            None if !state.drafts.contains(&appid, &media_id) => Some(3),
             None => None,
         };
         let seq = {
@@ -399,8 +409,8 @@ struct FailRequest {
     fail: u8,
 }
 
-/// `POST /_sim/publish {"appid","fail":2|3|4}`: the app's next publish job ends with that
-/// status (2 originality, 3 general, 4 review) → `{"appid","fail"}`.
+/// `POST /_sim/publish {"appid","fail":2|3|4}`: the app's next publish job submitted ends
+/// with that status (2 originality, 3 general, 4 review) → `{"appid","fail"}`.
 pub(crate) async fn fail_next(State(sim): State<Arc<Shared>>, body: Bytes) -> Answer {
     let request: FailRequest = serde_json::from_slice(&body)
         .map_err(|e| SimError::BadRequest(format!("invalid JSON body: {e}")))?;

@@ -191,8 +191,8 @@ impl MassStore {
         self.settings
     }
 
-    /// A new `msg_data_id`: uploaded news and the articles of `/_sim/comments` share the
-    /// sequence.
+    /// A new `msg_data_id`: uploaded news, publish jobs and the articles of `/_sim/comments`
+    /// share the sequence.
     pub(crate) fn next_data_id(&mut self) -> u64 {
         let id = self.next_data_id;
         self.next_data_id += 1;

@@ -229,7 +229,7 @@ pub const MMBIZ: &str = "/_sim/mmbiz/{key}";
 /// `POST {"appid","msg_data_id"?,"index"?,"comments":[{"openid","content"}]}`: create an
 /// article (comments open) if needed and add user comments; `GET ?appid=` the articles.
 pub const COMMENTS: &str = "/_sim/comments";
-/// `POST {"appid","fail":2|3|4}`: the app's next publish job fails so; `GET ?appid=` the
+/// `POST {"appid","fail":2|3|4}`: the app's next publish job submitted fails so; `GET ?appid=` the
 /// publish jobs.
 pub const PUBLISH: &str = "/_sim/publish";
 

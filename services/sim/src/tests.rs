@@ -4849,7 +4849,8 @@ async fn comments_every_verb_and_its_errors() {
 async fn publishing_a_draft_posts_its_finish_event_and_opens_its_comments() {
     let (gw, url, _stop) = Gateway::start(Behaviour::Echo).await;
     let sim = Running::start(&url).await;
-    sim.post(paths::MASS_SETTINGS, json!({"finish_delay_ms": 20}))
+    // Long enough to see the job still publishing on a loaded machine.
+    sim.post(paths::MASS_SETTINGS, json!({"finish_delay_ms": 1000}))
         .await;
     let token = sim.token("wxplain", "secret-plain").await;
     let thumb = sim.permanent_thumb(&token).await;
@@ -4885,6 +4886,15 @@ async fn publishing_a_draft_posts_its_finish_event_and_opens_its_comments() {
     assert!(job["publish_id"].is_string(), "a decimal string: {job}");
     let data_id = job["msg_data_id"].as_u64().unwrap();
     assert_eq!(status(&job["publish_id"]).await["publish_status"], 1);
+    // A change after the submit is not what gets published.
+    let changed = sim
+        .api_post(
+            paths::DRAFT_UPDATE,
+            &token,
+            json!({"media_id": media_id, "index": 0, "articles": article("改", 1)}),
+        )
+        .await;
+    assert_eq!(errcode(&changed), 0, "{changed}");
     wait_for("PUBLISHJOBFINISH", || {
         !finish_events(&gw, "PUBLISHJOBFINISH").is_empty()
     })

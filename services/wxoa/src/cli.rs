@@ -485,8 +485,8 @@ pub(crate) enum PublishedCommand {
     Delete {
         /// Its article_id.
         article_id: String,
-        /// Only this article (1-based).
-        #[arg(long)]
+        /// Only this article (1-based); without it, every article.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         index: Option<u32>,
     },
     /// A publish job's status.

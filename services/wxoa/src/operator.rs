@@ -349,7 +349,11 @@ pub(crate) async fn qrcode(
         let url = answer["image_url"]
             .as_str()
             .context("the answer has no image_url")?;
-        let response = reqwest::get(url)
+        let response = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?
+            .get(url)
+            .send()
             .await
             .and_then(reqwest::Response::error_for_status)
             .with_context(|| format!("fetching the image at {url}"))?;
@@ -466,8 +470,11 @@ async fn publish_wait(
 ) -> anyhow::Result<Value> {
     let started = Instant::now();
     let path = publish_job_path(publish_id);
+    eprintln!("publish job {publish_id} submitted");
     loop {
-        let job = operator(config, api, Method::GET, &path, None).await?;
+        let job = operator(config, api, Method::GET, &path, None)
+            .await
+            .with_context(|| format!("asking for publish job {publish_id}"))?;
         if job["publish_status"] != 1 {
             eprintln!();
             return Ok(job);

@@ -184,7 +184,7 @@ async fn limits_stream(
         name: name.clone(),
         message: e.to_string(),
     };
-    let mut wanted = stream::Config {
+    let wanted = stream::Config {
         name: name.clone(),
         description: Some(description.into()),
         subjects,
@@ -212,7 +212,6 @@ async fn limits_stream(
             configured = ?wanted.storage,
             "a stream's storage can't change: keeping the current one"
         );
-        wanted.storage = current.storage;
     }
     let differs = current.subjects != wanted.subjects
         || current.description != wanted.description
@@ -227,7 +226,16 @@ async fn limits_stream(
             replicas = wanted.num_replicas,
             "updating the stream to the configured settings"
         );
-        js.update_stream(&wanted).await.map_err(|e| failed(&e))?;
+        // Only the settings wxoa owns change: limits set on the server (`max_bytes`, ...) stay.
+        let updated = stream::Config {
+            subjects: wanted.subjects,
+            description: wanted.description,
+            duplicate_window: wanted.duplicate_window,
+            max_age: wanted.max_age,
+            num_replicas: wanted.num_replicas,
+            ..current
+        };
+        js.update_stream(&updated).await.map_err(|e| failed(&e))?;
         stream = js.get_stream(&name).await.map_err(|e| failed(&e))?;
     }
     Ok(stream)

@@ -1,6 +1,7 @@
 //! The one JetStream consumer loop every worker uses.
 //!
-//! [`provision`] creates (or finds) a durable pull consumer with explicit acks; [`run`] pulls from
+//! [`provision`] creates a durable pull consumer with explicit acks (or finds it, updated to the
+//! spec where it differs); [`run`] pulls from
 //! it, runs a handler per message with bounded concurrency inside a `consumer.handle` span, and
 //! settles each message from the handler's result (see [`decide`]): `Ack` after `Ok`,
 //! `Nak(backoff)` on a transient error, `Term` plus an error log on a permanent error or the final

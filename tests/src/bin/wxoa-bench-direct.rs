@@ -76,6 +76,9 @@ async fn main() -> anyhow::Result<()> {
                 .count()
                 .await;
             let secs = started.elapsed().as_secs_f64();
+            if sent as u64 != count {
+                bail!("only {sent} of {count} sends succeeded: not a baseline");
+            }
             println!(
                 "direct fan-out: {sent}/{count} sent in {secs:.1} s, {:.0} sends/s, {concurrency} in flight",
                 sent as f64 / secs
