@@ -23,6 +23,13 @@ pub use platform::Platform;
 pub const PLAIN_APP: &str = "wxplain000000001";
 /// The safe-mode test app.
 pub const SAFE_APP: &str = "wxsafe0000000002";
+/// A rules file with one rule: `hello` (exact) answers `Hi <openid>`.
+pub const HELLO_RULE: &str = r#"
+[[rules]]
+id = "hello"
+match = { kind = "keyword", mode = "exact", patterns = ["hello"] }
+reply = { type = "text", content = "Hi {{openid}}" }
+"#;
 /// The callback token both test apps use.
 pub const TOKEN: &str = "harness-token";
 /// The EncodingAESKey of the safe-mode app.
@@ -89,6 +96,15 @@ fn reserve(range: std::ops::Range<u16>, offsets: &[u16]) -> u16 {
             given.extend(ports);
             return port;
         }
+    }
+}
+
+/// A finished process's stdout when it succeeded, else its stderr (what a CLI test asserts on).
+pub fn stdout_or_stderr(out: std::process::Output) -> Result<String, String> {
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
 
@@ -409,6 +425,28 @@ pub fn test_config_text(nats_url: &str, redis_url: &str) -> String {
         original_id = "gh_safe"
         verified = true
         "#
+    )
+}
+
+/// [`test_config`] for a test that stops its own NATS (`nats_url`, an [`OwnNats`]): file
+/// storage (the stream survives the restart), no reply budget, a 500 ms publish timeout and
+/// 2 s callback timeouts, so an outage shows as failed tries rather than long waits.
+pub fn fault_config(nats_url: &str) -> Config {
+    let mut config = test_config(nats_url, &servers().redis_url);
+    config.nats.storage = wxoa_runtime::config::Storage::File;
+    config.gateway.reply_budget_ms = 0;
+    config.gateway.publish_timeout_ms = 500;
+    config.sim.callback_timeout_ms = 2000;
+    config
+}
+
+/// A plaintext text message to the plain test app from `openid`, with `MsgId` `id` and
+/// content `m<id>`.
+pub fn numbered_text(openid: &str, id: u64) -> String {
+    format!(
+        "<xml><ToUserName><![CDATA[gh_plain]]></ToUserName><FromUserName><![CDATA[{openid}]]></FromUserName>\
+         <CreateTime>1700000000</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[m{id}]]></Content>\
+         <MsgId>{id}</MsgId></xml>"
     )
 }
 

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use wxoa_tests::{OwnNats, PLAIN_APP, Platform, SAFE_APP, shared_config, test_config};
+use wxoa_tests::{OwnNats, PLAIN_APP, Platform, SAFE_APP, shared_config};
 use wxoa_wire::reply::{PassiveReply, ReplyResponse};
 
 #[tokio::test]
@@ -73,19 +73,8 @@ async fn wechat_retries_are_deduplicated() {
 #[tokio::test]
 async fn nats_stopped_then_recovered_loses_nothing() {
     let mut nats = OwnNats::start();
-    let mut config = test_config(&nats.url, &wxoa_tests::servers().redis_url);
-    config.nats.storage = wxoa_runtime::config::Storage::File;
-    config.gateway.reply_budget_ms = 0;
-    config.gateway.publish_timeout_ms = 500;
-    config.sim.callback_timeout_ms = 2000;
-    let stack = Platform::start(config, "", false).await;
-    let xml = |id: u64| {
-        format!(
-            "<xml><ToUserName><![CDATA[gh_plain]]></ToUserName><FromUserName><![CDATA[o_fault]]></FromUserName>\
-             <CreateTime>1700000000</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[m{id}]]></Content>\
-             <MsgId>{id}</MsgId></xml>"
-        )
-    };
+    let stack = Platform::start(wxoa_tests::fault_config(&nats.url), "", false).await;
+    let xml = |id: u64| wxoa_tests::numbered_text("o_fault", id);
     assert_eq!(
         stack.send(json!({"appid": PLAIN_APP, "xml": xml(1)})).await["outcome"],
         "success"

@@ -10,12 +10,7 @@ use serde_json::{Value, json};
 use wxoa_tests::{OwnRedis, PLAIN_APP, Platform, SAFE_APP, eventually, servers, test_config};
 use wxoa_wire::names::{commands, headers, keys, subjects};
 
-const RULES: &str = r#"
-[[rules]]
-id = "hello"
-match = { kind = "keyword", mode = "exact", patterns = ["hello"] }
-reply = { type = "text", content = "Hi {{openid}}" }
-"#;
+const RULES: &str = wxoa_tests::HELLO_RULE;
 
 fn hello(from: &str) -> Value {
     json!({"appid": SAFE_APP, "mode": "safe", "message": {"type": "text", "from": from, "content": "hello"}})
@@ -131,19 +126,8 @@ async fn wechat_5xx_is_retried_with_backoff_without_a_storm_and_each_send_goes_o
 async fn nats_killed_and_restarted_under_a_steady_stream_of_callbacks_loses_and_doubles_nothing() {
     use futures::StreamExt;
     let mut nats = wxoa_tests::OwnNats::start();
-    let mut config = test_config(&nats.url, &servers().redis_url);
-    config.nats.storage = wxoa_runtime::config::Storage::File;
-    config.gateway.reply_budget_ms = 0;
-    config.gateway.publish_timeout_ms = 500;
-    config.sim.callback_timeout_ms = 2000;
-    let stack = Platform::start(config, "", false).await;
-    let xml = |id: u64| {
-        format!(
-            "<xml><ToUserName><![CDATA[gh_plain]]></ToUserName><FromUserName><![CDATA[o_steady]]></FromUserName>\
-             <CreateTime>1700000000</CreateTime><MsgType><![CDATA[text]]></MsgType><Content><![CDATA[m{id}]]></Content>\
-             <MsgId>{id}</MsgId></xml>"
-        )
-    };
+    let stack = Platform::start(wxoa_tests::fault_config(&nats.url), "", false).await;
+    let xml = |id: u64| wxoa_tests::numbered_text("o_steady", id);
 
     // The simulator sends 1..=120 one after another (each with WeChat's 3 tries); NATS is
     // killed after the 40th answer and restarted 1 s later.

@@ -11,12 +11,7 @@ use serde_json::json;
 use wxoa_runtime::config::TelemetryConfig;
 use wxoa_tests::{Platform, SAFE_APP, eventually, shared_config};
 
-const RULES: &str = r#"
-[[rules]]
-id = "hello"
-match = { kind = "keyword", mode = "exact", patterns = ["hello"] }
-reply = { type = "text", content = "Hi {{openid}}" }
-"#;
+const RULES: &str = wxoa_tests::HELLO_RULE;
 
 fn attribute(span: &SpanData, key: &str) -> Option<String> {
     span.attributes

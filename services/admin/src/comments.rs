@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{AdminError, Answer, Shared, wechat};
+use crate::{AdminError, Answer, Pending, Shared, from_path, wechat};
 
 /// The article: its `msg_data_id` and its index in the news.
 type Article = (String, u64, u32);
@@ -23,22 +23,23 @@ fn comment_body(msg_data_id: u64, index: u32, user_comment_id: u64) -> Value {
     json!({"msg_data_id": msg_data_id, "index": index, "user_comment_id": user_comment_id})
 }
 
-/// `POST …/comments/open`.
-pub(crate) async fn open(
-    State(shared): State<Arc<Shared>>,
-    Path((app_id, msg_data_id, index)): Path<Article>,
-) -> Answer {
-    let body = article_body(msg_data_id, index);
-    wechat(&shared, &app_id, "/cgi-bin/comment/open", Some(&body)).await
+/// The handler of an article verb (`open`, `close`): posts `{msg_data_id, index}` to `path`.
+pub(crate) fn on_article(
+    path: &'static str,
+) -> impl Fn(State<Arc<Shared>>, Path<Article>) -> Pending + Clone + Send + Sync + 'static {
+    from_path(path, |(app_id, msg_data_id, index): Article| {
+        (app_id, article_body(msg_data_id, index))
+    })
 }
 
-/// `POST …/comments/close`.
-pub(crate) async fn close(
-    State(shared): State<Arc<Shared>>,
-    Path((app_id, msg_data_id, index)): Path<Article>,
-) -> Answer {
-    let body = article_body(msg_data_id, index);
-    wechat(&shared, &app_id, "/cgi-bin/comment/close", Some(&body)).await
+/// The handler of a comment verb (elect, unelect, delete, delete the reply): posts
+/// `{msg_data_id, index, user_comment_id}` to `path`.
+pub(crate) fn on_comment(
+    path: &'static str,
+) -> impl Fn(State<Arc<Shared>>, Path<Comment>) -> Pending + Clone + Send + Sync + 'static {
+    from_path(path, |(app_id, msg_data_id, index, id): Comment| {
+        (app_id, comment_body(msg_data_id, index, id))
+    })
 }
 
 /// `?begin=0&count=50&type=all|normal|elected`.
@@ -85,39 +86,6 @@ pub(crate) async fn list(
     wechat(&shared, &app_id, "/cgi-bin/comment/list", Some(&body)).await
 }
 
-/// `POST …/comments/{user_comment_id}/elect`.
-pub(crate) async fn elect(
-    State(shared): State<Arc<Shared>>,
-    Path((app_id, msg_data_id, index, id)): Path<Comment>,
-) -> Answer {
-    let body = comment_body(msg_data_id, index, id);
-    wechat(&shared, &app_id, "/cgi-bin/comment/markelect", Some(&body)).await
-}
-
-/// `DELETE …/comments/{user_comment_id}/elect`.
-pub(crate) async fn unelect(
-    State(shared): State<Arc<Shared>>,
-    Path((app_id, msg_data_id, index, id)): Path<Comment>,
-) -> Answer {
-    let body = comment_body(msg_data_id, index, id);
-    wechat(
-        &shared,
-        &app_id,
-        "/cgi-bin/comment/unmarkelect",
-        Some(&body),
-    )
-    .await
-}
-
-/// `DELETE …/comments/{user_comment_id}`.
-pub(crate) async fn delete(
-    State(shared): State<Arc<Shared>>,
-    Path((app_id, msg_data_id, index, id)): Path<Comment>,
-) -> Answer {
-    let body = comment_body(msg_data_id, index, id);
-    wechat(&shared, &app_id, "/cgi-bin/comment/delete", Some(&body)).await
-}
-
 /// `{"content": "..."}`
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -139,19 +107,4 @@ pub(crate) async fn reply(
     let mut body = comment_body(msg_data_id, index, id);
     body["content"] = reply.content.into();
     wechat(&shared, &app_id, "/cgi-bin/comment/reply/add", Some(&body)).await
-}
-
-/// `DELETE …/comments/{user_comment_id}/reply`.
-pub(crate) async fn reply_delete(
-    State(shared): State<Arc<Shared>>,
-    Path((app_id, msg_data_id, index, id)): Path<Comment>,
-) -> Answer {
-    let body = comment_body(msg_data_id, index, id);
-    wechat(
-        &shared,
-        &app_id,
-        "/cgi-bin/comment/reply/delete",
-        Some(&body),
-    )
-    .await
 }

@@ -257,16 +257,24 @@ impl App {
                 "/v1/apps/{appid}/articles/{msg_data_id}/{index}/comments",
                 Router::new()
                     .route("/", get(comments::list))
-                    .route("/open", post(comments::open))
-                    .route("/close", post(comments::close))
-                    .route("/{user_comment_id}", delete(comments::delete))
+                    .route("/open", post(comments::on_article("/cgi-bin/comment/open")))
+                    .route(
+                        "/close",
+                        post(comments::on_article("/cgi-bin/comment/close")),
+                    )
+                    .route(
+                        "/{user_comment_id}",
+                        delete(comments::on_comment("/cgi-bin/comment/delete")),
+                    )
                     .route(
                         "/{user_comment_id}/elect",
-                        post(comments::elect).delete(comments::unelect),
+                        post(comments::on_comment("/cgi-bin/comment/markelect"))
+                            .delete(comments::on_comment("/cgi-bin/comment/unmarkelect")),
                     )
                     .route(
                         "/{user_comment_id}/reply",
-                        put(comments::reply).delete(comments::reply_delete),
+                        put(comments::reply)
+                            .delete(comments::on_comment("/cgi-bin/comment/reply/delete")),
                     ),
             )
             .route("/v1/apps/{appid}/api/{area}/{verb}", post(proxy::request))
@@ -322,23 +330,34 @@ async fn wechat(shared: &Shared, app_id: &str, path: &str, body: Option<&Value>)
     }))
 }
 
-/// The path parameters `{appid}` and one id.
-type AppAndId = Path<(String, String)>;
 /// An answer being made.
 type Pending = BoxFuture<'static, Answer>;
 
-/// A handler for `…/{appid}/…/{id}` routes whose WeChat API takes that one id: posts
-/// `{key: id}` to `path` for the app.
+/// A handler for routes whose WeChat API takes a body made from the path alone: `body` turns
+/// the path parameters into the app and the body, which is posted to `path`.
+fn from_path<P, B>(
+    path: &'static str,
+    body: B,
+) -> impl Fn(State<Arc<Shared>>, Path<P>) -> Pending + Clone + Send + Sync + 'static
+where
+    P: Send + 'static,
+    B: Fn(P) -> (String, Value) + Clone + Send + Sync + 'static,
+{
+    move |State(shared), Path(params)| {
+        let (app_id, body) = body(params);
+        Box::pin(async move { wechat(&shared, &app_id, path, Some(&body)).await })
+    }
+}
+
+/// [`from_path`] for `…/{appid}/…/{id}` routes whose WeChat API takes that one id as `key`.
 fn by_id(
     key: &'static str,
     path: &'static str,
-) -> impl Fn(State<Arc<Shared>>, AppAndId) -> Pending + Clone + Send + Sync + 'static {
-    move |State(shared), Path((app_id, id))| {
-        Box::pin(async move {
-            let body = json!({ key: id });
-            wechat(&shared, &app_id, path, Some(&body)).await
-        })
-    }
+) -> impl Fn(State<Arc<Shared>>, Path<(String, String)>) -> Pending + Clone + Send + Sync + 'static
+{
+    from_path(path, move |(app_id, id): (String, String)| {
+        (app_id, json!({ key: id }))
+    })
 }
 
 fn app<'a>(shared: &'a Shared, app_id: &str) -> Result<&'a str, AdminError> {

@@ -115,11 +115,7 @@ fn typed(api: &str, args: &[&str]) -> Result<String, String> {
         .env("WXOA_API_TOKEN", TOKEN)
         .output()
         .expect("wxoa runs");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    wxoa_tests::stdout_or_stderr(out)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

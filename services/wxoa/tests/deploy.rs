@@ -33,6 +33,15 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(Path::new(ROOT).join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// A YAML sequence of scalars as strings.
+fn strings(v: &Value) -> Vec<String> {
+    v.as_sequence()
+        .expect("a sequence")
+        .iter()
+        .map(string)
+        .collect()
+}
+
 /// `${VAR:-default}` → `default` (Compose's interpolation with nothing set).
 fn interpolate(text: &str) -> String {
     let mut out = String::new();
@@ -84,12 +93,7 @@ fn compose_plan() -> Vec<Planned> {
                 .collect();
             Planned {
                 name: format!("compose {}", string(name)),
-                args: svc["command"]
-                    .as_sequence()
-                    .unwrap()
-                    .iter()
-                    .map(string)
-                    .collect(),
+                args: strings(&svc["command"]),
                 env,
                 probe_port,
             }
@@ -143,12 +147,7 @@ fn k8s_plan() -> Vec<Planned> {
                 .expect("the probe's port is declared");
             planned.push(Planned {
                 name: format!("k8s {}", string(&doc["metadata"]["name"])),
-                args: container["args"]
-                    .as_sequence()
-                    .unwrap()
-                    .iter()
-                    .map(string)
-                    .collect(),
+                args: strings(&container["args"]),
                 env,
                 probe_port,
             });

@@ -12,12 +12,7 @@ mod common;
 use common::wxoa;
 use wxoa_wire::names::{consumers, streams};
 
-const RULES: &str = r#"
-[[rules]]
-id = "hello"
-match = { kind = "keyword", mode = "exact", patterns = ["hello"] }
-reply = { type = "text", content = "Hi {{openid}}" }
-"#;
+const RULES: &str = wxoa_tests::HELLO_RULE;
 
 /// Messages the replier consumer has handed out and not had settled.
 async fn pending(platform: &Platform) -> usize {

@@ -25,10 +25,41 @@ struct Inner {
     stopping: AtomicBool,
     nats: Mutex<Vec<async_nats::Client>>,
     redis: Mutex<Vec<crate::connect::RedisConn>>,
-    counters: Mutex<BTreeMap<(String, String), Arc<AtomicU64>>>,
-    gauges: Mutex<BTreeMap<(String, String), Arc<AtomicI64>>>,
-    histograms: Mutex<BTreeMap<(String, String), Arc<Histogram>>>,
+    counters: Series<AtomicU64>,
+    gauges: Series<AtomicI64>,
+    histograms: Series<Histogram>,
     consumers: Mutex<Vec<(String, async_nats::jetstream::consumer::PullConsumer)>>,
+}
+
+/// The series of one kind: name → labels → value.
+type Series<T> = Mutex<BTreeMap<String, BTreeMap<String, Arc<T>>>>;
+
+/// The handle of `name{labels}` in `series`, made on first use. A known series costs a lookup
+/// and no allocation (callers on a hot path, like the gateway's per-message count, hit this).
+fn handle<T: Default>(series: &Series<T>, name: &str, labels: &str) -> Arc<T> {
+    let mut series = series.lock().expect("not poisoned");
+    if let Some(value) = series.get(name).and_then(|by_labels| by_labels.get(labels)) {
+        return value.clone();
+    }
+    series
+        .entry(name.to_owned())
+        .or_default()
+        .entry(labels.to_owned())
+        .or_default()
+        .clone()
+}
+
+/// Every `(name, labels, value)` of `series`, in order.
+fn each<T>(series: &Series<T>) -> Vec<(String, String, Arc<T>)> {
+    let series = series.lock().expect("not poisoned");
+    series
+        .iter()
+        .flat_map(|(name, by_labels)| {
+            by_labels
+                .iter()
+                .map(|(labels, value)| (name.clone(), labels.clone(), value.clone()))
+        })
+        .collect()
 }
 
 /// The upper bounds (seconds) of every histogram's buckets.
@@ -137,35 +168,17 @@ impl Health {
     /// A counter `name{labels}`; `labels` is Prometheus label text from a closed set
     /// (`outcome="stored"`). Keep the handle: incrementing it is one atomic add.
     pub fn counter(&self, name: &str, labels: &str) -> Arc<AtomicU64> {
-        self.inner
-            .counters
-            .lock()
-            .expect("not poisoned")
-            .entry((name.to_owned(), labels.to_owned()))
-            .or_default()
-            .clone()
+        handle(&self.inner.counters, name, labels)
     }
 
     /// A gauge `name{labels}` (labels as for [`Health::counter`]).
     pub fn gauge(&self, name: &str, labels: &str) -> Arc<AtomicI64> {
-        self.inner
-            .gauges
-            .lock()
-            .expect("not poisoned")
-            .entry((name.to_owned(), labels.to_owned()))
-            .or_default()
-            .clone()
+        handle(&self.inner.gauges, name, labels)
     }
 
     /// A latency histogram `name{labels}` in seconds.
     pub fn histogram(&self, name: &str, labels: &str) -> Arc<Histogram> {
-        self.inner
-            .histograms
-            .lock()
-            .expect("not poisoned")
-            .entry((name.to_owned(), labels.to_owned()))
-            .or_default()
-            .clone()
+        handle(&self.inner.histograms, name, labels)
     }
 
     /// Reports this durable consumer's backlog on `/metrics` (`wxoa_consumer_pending`,
@@ -217,18 +230,19 @@ impl Health {
             }
         };
         let mut last = String::new();
-        for ((name, labels), value) in self.inner.counters.lock().expect("not poisoned").iter() {
-            typed(&mut out, name, "counter", &mut last);
+        for (name, labels, value) in each(&self.inner.counters) {
+            typed(&mut out, &name, "counter", &mut last);
             let v = value.load(Ordering::Relaxed);
-            out.push_str(&format!("{} {v}\n", series(name, labels, "")));
+            out.push_str(&format!("{} {v}\n", series(&name, &labels, "")));
         }
-        for ((name, labels), value) in self.inner.gauges.lock().expect("not poisoned").iter() {
-            typed(&mut out, name, "gauge", &mut last);
+        for (name, labels, value) in each(&self.inner.gauges) {
+            typed(&mut out, &name, "gauge", &mut last);
             let v = value.load(Ordering::Relaxed);
-            out.push_str(&format!("{} {v}\n", series(name, labels, "")));
+            out.push_str(&format!("{} {v}\n", series(&name, &labels, "")));
         }
-        for ((name, labels), h) in self.inner.histograms.lock().expect("not poisoned").iter() {
-            typed(&mut out, name, "histogram", &mut last);
+        for (name, labels, h) in each(&self.inner.histograms) {
+            let labels = labels.as_str();
+            typed(&mut out, &name, "histogram", &mut last);
             let mut cumulative = 0;
             for (bound, bucket) in BUCKETS.iter().zip(&h.buckets) {
                 cumulative += bucket.load(Ordering::Relaxed);

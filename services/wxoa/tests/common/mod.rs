@@ -18,11 +18,7 @@ pub(crate) fn wxoa(platform: &Platform, args: &[&str]) -> Result<String, String>
         .env("WXOA__TELEMETRY__LOG_FILTER", "warn")
         .output()
         .expect("wxoa runs");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    wxoa_tests::stdout_or_stderr(out)
 }
 
 /// `wxoa <service>` as a child process and the port of its admin server (`/metrics`);
