@@ -86,7 +86,7 @@ with open(os.path.join(repo, "docs", "configuration.md")) as f:
 configs = {
     "minimal": "",
     "apps": '[nats]\nprefix = "t1"\nstorage = "memory"\n[gateway]\nlisten = "127.0.0.1:0"\n'
-            'timestamp_window_secs = 0\n[[apps]]\nappid = "wx1"\nsecret = "s"\ntoken = 123456\n'
+            'timestamp_window_secs = 0\nallow_any_timestamp = true\n[[apps]]\nappid = "wx1"\nsecret = "s"\ntoken = 123456\n'
             'encoding_aes_key = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"\n'
             '[[apps]]\nappid = "wx2"\nsecret = "s"\ntoken = "t"\nkind = "subscription"\ntoken_api = "classic"\n',
     "urls": '[nats]\nurl = "nats://user:pw@host:4222/x"\n[redis]\nurl = "redis://:pw@h/0"\ncluster = true\n'

@@ -131,6 +131,7 @@ api_base = "http://127.0.0.1:$sim_port"
 [gateway]
 listen = "127.0.0.1:$gw_port"
 timestamp_window_secs = 0
+allow_any_timestamp = true
 reply_budget_ms = $budget
 [sim]
 listen = "127.0.0.1:$sim_port"

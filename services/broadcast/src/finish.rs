@@ -14,8 +14,8 @@ use crate::{BroadcastError, Shared, job};
 
 /// Handles one job-finish event.
 pub(crate) async fn handle(shared: Arc<Shared>, delivery: Delivery) -> Result<(), BroadcastError> {
-    let envelope: Envelope = serde_json::from_slice(&delivery.payload)
-        .map_err(|e| BroadcastError::Invalid(format!("envelope JSON: {e}")))?;
+    let envelope = Envelope::from_stream(&shared.prefix, &delivery.subject, &delivery.payload)
+        .map_err(BroadcastError::Invalid)?;
     let app_id = envelope.app_id.as_str();
     if !shared.served.contains(app_id) {
         return Ok(());

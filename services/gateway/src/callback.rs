@@ -167,13 +167,28 @@ async fn handle(
         }
         Inbound::parse(body)?
     };
-
-    let env = Envelope::new(&app.app_id, received_at_ms, message);
+    if let Some(original_id) = &app.original_id
+        && message.to_user_name != *original_id
+    {
+        return Err(GatewayError::WrongAccount);
+    }
+    let env = Envelope::keyed(
+        &app.app_id,
+        received_at_ms,
+        message,
+        state.legacy_event_keys_before,
+    );
+    if !encrypted && let Some(nonces) = &state.nonces {
+        nonces.bind(&app.app_id, timestamp, nonce, &env.id).await?;
+    }
     let deadline_ms = received_at_ms + state.config.reply_budget_ms as i64;
     // A rendezvous only when a reply is possible: no hashing or table work otherwise.
     let (pending, reply_subject) = if state.config.reply_budget_ms > 0 && env.message.can_reply() {
         let key = envelope::reply_key(&env.id);
-        match state.rendezvous.register(&key, !env.message.is_event()) {
+        match state
+            .rendezvous
+            .register(&app.app_id, &key, !env.message.is_event())
+        {
             Some(p) => (
                 Some(p),
                 Some(subjects::reply(

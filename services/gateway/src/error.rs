@@ -20,6 +20,9 @@ pub enum GatewayError {
     /// NATS did not store the message (down, or no PubAck in time).
     #[error("storing the message in JetStream: {0}")]
     Publish(String),
+    /// Redis could not bind a plaintext callback's nonce (down, or no answer in time).
+    #[error("checking the callback's nonce in Redis: {0}")]
+    Nonce(String),
     /// The signature does not match.
     #[error("signature mismatch")]
     Signature,
@@ -29,6 +32,13 @@ pub enum GatewayError {
     /// The timestamp is outside the accepted window.
     #[error("timestamp outside the accepted window")]
     StaleTimestamp,
+    /// A plaintext callback's `(timestamp, nonce)` was already used for another message: a
+    /// replayed URL with a forged body.
+    #[error("this timestamp and nonce were already used for another message")]
+    ReplayedNonce,
+    /// ToUserName is not the app's configured original id.
+    #[error("ToUserName is not this account's original id")]
+    WrongAccount,
     /// No `[[apps]]` entry for this appid.
     #[error("unknown app")]
     UnknownApp,
@@ -55,9 +65,12 @@ impl GatewayError {
             GatewayError::Crypto(_) | GatewayError::Param(_) | GatewayError::Xml(_) => {
                 StatusCode::BAD_REQUEST
             }
-            GatewayError::Signature | GatewayError::StaleTimestamp => StatusCode::FORBIDDEN,
+            GatewayError::Signature
+            | GatewayError::StaleTimestamp
+            | GatewayError::ReplayedNonce
+            | GatewayError::WrongAccount => StatusCode::FORBIDDEN,
             GatewayError::UnknownApp => StatusCode::NOT_FOUND,
-            GatewayError::Publish(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::Publish(_) | GatewayError::Nonce(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Body { status, .. } => *status,
             GatewayError::Method => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Io(_) | GatewayError::Startup(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -72,8 +85,10 @@ impl GatewayError {
             GatewayError::Xml(_) => "bad_xml",
             GatewayError::Signature => "bad_signature",
             GatewayError::StaleTimestamp => "stale_timestamp",
+            GatewayError::ReplayedNonce => "replayed_nonce",
+            GatewayError::WrongAccount => "wrong_account",
             GatewayError::UnknownApp => "unknown_app",
-            GatewayError::Publish(_) => "unavailable",
+            GatewayError::Publish(_) | GatewayError::Nonce(_) => "unavailable",
             GatewayError::Body { status, .. } if *status == StatusCode::PAYLOAD_TOO_LARGE => {
                 "too_large"
             }

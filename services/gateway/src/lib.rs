@@ -9,6 +9,7 @@
 //! # Layout
 //! - [`callback`]: the HTTP handlers.
 //! - `rendezvous`: the passive-reply table and its NATS subscription.
+//! - `nonce`: replay protection for plaintext callbacks (Redis).
 //! - [`state`]: apps, JetStream, metrics.
 //! - [`error`]: [`GatewayError`] and its one mapping to HTTP.
 
@@ -16,6 +17,7 @@
 
 pub mod callback;
 pub mod error;
+mod nonce;
 mod rendezvous;
 pub mod state;
 
@@ -74,7 +76,36 @@ impl App {
             "" => format!("{:08x}", rand::random::<u32>()),
             id => wxoa_wire::names::token(id),
         };
-        let state = GatewayState::new(config, client.clone(), &health, &instance);
+        // Plaintext callbacks need Redis for their nonces; a deployment of safe-mode apps only
+        // does not.
+        let plaintext: Vec<&str> = config
+            .apps
+            .iter()
+            .filter(|a| a.aes_key.is_none())
+            .map(|a| a.appid.as_str())
+            .collect();
+        let redis = if plaintext.is_empty() {
+            None
+        } else {
+            for app_id in &plaintext {
+                tracing::warn!(
+                    app_id,
+                    "app in plaintext mode: WeChat's signature does not cover the body, so wxoa binds \
+                     each (timestamp, nonce) to one message in Redis; configure an EncodingAESKey \
+                     (safe mode) to have bodies signed"
+                );
+            }
+            let redis = wxoa_runtime::connect::redis(&config.redis).await?;
+            health.watch_redis(&redis);
+            Some(redis)
+        };
+        if config.gateway.timestamp_window_secs == 0 {
+            tracing::warn!(
+                "gateway.timestamp_window_secs = 0 (allow_any_timestamp): callbacks of any age are \
+                 accepted; plaintext nonces are remembered for twice nats.duplicate_window_secs"
+            );
+        }
+        let state = GatewayState::new(config, client.clone(), redis, &health, &instance);
         wxoa_runtime::connect::inbound_stream(&state.js, &config.nats).await?;
         let subscriber = client
             .subscribe(subjects::reply_listen(&config.nats.prefix, &instance))
@@ -111,6 +142,7 @@ impl App {
         // The rendezvous outlives the HTTP drain, so in-flight callbacks can still get replies.
         let stop_replies = CancellationToken::new();
         let replies = tokio::spawn(state.rendezvous.clone().serve(
+            state.prefix.clone(),
             client.clone(),
             subscriber,
             stop_replies.clone(),

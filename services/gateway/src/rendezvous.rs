@@ -13,12 +13,15 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
+use wxoa_wire::names::subjects;
 use wxoa_wire::reply::{PassiveReply, ReplyRequest, ReplyResponse};
 
 /// What a waiting callback receives: a reply, or `None` for an explicit "no reply".
 pub(crate) type Decision = Option<PassiveReply>;
 
 struct Waiter {
+    /// The app whose message waits: only a request on that app's reply subject takes it.
+    app_id: String,
     /// True when answering a user message (news then holds one article).
     to_user_message: bool,
     tx: oneshot::Sender<Decision>,
@@ -66,7 +69,12 @@ pub(crate) struct Rendezvous {
 impl Rendezvous {
     /// Registers a waiter; `None` when one with this key is already waiting (a racing retry).
     /// The returned guard removes the waiter when dropped, whatever ends the callback.
-    pub(crate) fn register(&self, key: &str, to_user_message: bool) -> Option<Pending> {
+    pub(crate) fn register(
+        &self,
+        app_id: &str,
+        key: &str,
+        to_user_message: bool,
+    ) -> Option<Pending> {
         let mut waiters = self.waiters.lock().expect("not poisoned");
         if waiters.contains_key(key) {
             return None;
@@ -75,6 +83,7 @@ impl Rendezvous {
         waiters.insert(
             key.to_owned(),
             Waiter {
+                app_id: app_id.to_owned(),
                 to_user_message,
                 tx,
             },
@@ -95,10 +104,13 @@ impl Rendezvous {
             .is_some()
     }
 
-    /// Hands a replier's request to its waiter and says how it went.
-    pub(crate) fn answer(&self, key: &str, request: ReplyRequest) -> ReplyResponse {
+    /// Hands a replier's request, made on app `app_id`'s reply subject, to its waiter and says
+    /// how it went. A request on another app's subject finds no waiter (`late`): NATS
+    /// permissions are per subject, so a client allowed to answer app A's messages cannot take
+    /// app B's.
+    pub(crate) fn answer(&self, app_id: &str, key: &str, request: ReplyRequest) -> ReplyResponse {
         let mut waiters = self.waiters.lock().expect("not poisoned");
-        let Some(waiter) = waiters.get(key) else {
+        let Some(waiter) = waiters.get(key).filter(|w| w.app_id == app_id) else {
             return ReplyResponse::Late;
         };
         if let Some(reply) = &request.reply
@@ -119,6 +131,7 @@ impl Rendezvous {
     /// Serves reply requests from `subscriber` until `shutdown`.
     pub(crate) async fn serve(
         self,
+        prefix: String,
         client: async_nats::Client,
         mut subscriber: async_nats::Subscriber,
         shutdown: CancellationToken,
@@ -128,14 +141,10 @@ impl Rendezvous {
                 _ = shutdown.cancelled() => break,
                 m = subscriber.next() => match m { Some(m) => m, None => break },
             };
-            let key = message
-                .subject
-                .rsplit('.')
-                .next()
-                .unwrap_or_default()
-                .to_owned();
+            let key = message.subject.rsplit('.').next().unwrap_or_default();
+            let app_id = subjects::app_id_of(&prefix, &message.subject).unwrap_or_default();
             let response = match serde_json::from_slice::<ReplyRequest>(&message.payload) {
-                Ok(request) => self.answer(&key, request),
+                Ok(request) => self.answer(app_id, key, request),
                 Err(e) => ReplyResponse::Rejected {
                     error: format!("reply request JSON: {e}"),
                 },
@@ -166,10 +175,10 @@ mod tests {
     #[test]
     fn first_taker_wins() {
         let r = Rendezvous::default();
-        let mut pending = r.register("k", true).unwrap();
-        assert!(r.register("k", true).is_none());
-        assert_eq!(r.answer("k", text()), ReplyResponse::Taken);
-        assert_eq!(r.answer("k", text()), ReplyResponse::Late);
+        let mut pending = r.register("wxa", "k", true).unwrap();
+        assert!(r.register("wxa", "k", true).is_none());
+        assert_eq!(r.answer("wxa", "k", text()), ReplyResponse::Taken);
+        assert_eq!(r.answer("wxa", "k", text()), ReplyResponse::Late);
         assert!(matches!(pending.rx.try_recv(), Ok(Some(_))));
         assert!(!r.cancel("k"));
     }
@@ -177,42 +186,55 @@ mod tests {
     #[tokio::test]
     async fn a_dropped_callback_leaves_no_waiter() {
         let r = Rendezvous::default();
-        let pending = r.register("k", true).unwrap();
+        let pending = r.register("wxa", "k", true).unwrap();
         drop(pending);
-        assert_eq!(r.answer("k", text()), ReplyResponse::Late);
-        assert!(r.register("k", true).is_some(), "a retry can wait again");
+        assert_eq!(r.answer("wxa", "k", text()), ReplyResponse::Late);
+        assert!(
+            r.register("wxa", "k", true).is_some(),
+            "a retry can wait again"
+        );
     }
 
     #[tokio::test]
     async fn abandoning_after_a_take_returns_the_reply() {
         let r = Rendezvous::default();
-        let pending = r.register("k", true).unwrap();
-        assert_eq!(r.answer("k", text()), ReplyResponse::Taken);
+        let pending = r.register("wxa", "k", true).unwrap();
+        assert_eq!(r.answer("wxa", "k", text()), ReplyResponse::Taken);
         assert!(pending.abandon().await.is_some());
-        let pending = r.register("j", true).unwrap();
+        let pending = r.register("wxa", "j", true).unwrap();
         assert!(pending.abandon().await.is_none());
+    }
+
+    #[test]
+    fn a_request_on_another_apps_subject_takes_no_waiter() {
+        let r = Rendezvous::default();
+        let mut pending = r.register("wxb", "k", true).unwrap();
+        assert_eq!(r.answer("wxa", "k", text()), ReplyResponse::Late);
+        assert_eq!(r.answer("", "k", text()), ReplyResponse::Late);
+        assert!(pending.rx.try_recv().is_err(), "app B's waiter still waits");
+        assert_eq!(r.answer("wxb", "k", text()), ReplyResponse::Taken);
     }
 
     #[test]
     fn invalid_reply_keeps_the_waiter() {
         let r = Rendezvous::default();
-        let _pending = r.register("k", true).unwrap();
+        let _pending = r.register("wxa", "k", true).unwrap();
         let news = ReplyRequest {
             reply: Some(PassiveReply::News { articles: vec![] }),
         };
         assert!(matches!(
-            r.answer("k", news),
+            r.answer("wxa", "k", news),
             ReplyResponse::Rejected { .. }
         ));
-        assert_eq!(r.answer("k", text()), ReplyResponse::Taken);
+        assert_eq!(r.answer("wxa", "k", text()), ReplyResponse::Taken);
     }
 
     #[test]
     fn late_after_cancel_or_dropped_receiver() {
         let r = Rendezvous::default();
-        let pending = r.register("k", false).unwrap();
+        let pending = r.register("wxa", "k", false).unwrap();
         assert!(r.cancel("k"));
-        assert_eq!(r.answer("k", text()), ReplyResponse::Late);
+        assert_eq!(r.answer("wxa", "k", text()), ReplyResponse::Late);
         drop(pending);
     }
 }

@@ -18,6 +18,8 @@ pub(crate) struct AppKeys {
     pub(crate) app_id: String,
     pub(crate) token: String,
     pub(crate) aes_key: Option<AesKey>,
+    /// The configured original id (`gh_…`): callbacks must name it as ToUserName.
+    pub(crate) original_id: Option<String>,
 }
 
 /// The outcomes counted in `wxoa_gateway_callbacks_total{outcome=...}`.
@@ -30,6 +32,8 @@ pub(crate) const OUTCOMES: &[&str] = &[
     "bad_xml",
     "bad_signature",
     "stale_timestamp",
+    "replayed_nonce",
+    "wrong_account",
     "unknown_app",
     "too_large",
     "bad_body",
@@ -51,6 +55,11 @@ pub struct Inner {
     pub(crate) instance: String,
     pub(crate) config: GatewayConfig,
     pub(crate) rendezvous: Rendezvous,
+    /// Binds plaintext callbacks' nonces to their messages; present when an app is in
+    /// plaintext mode.
+    pub(crate) nonces: Option<crate::nonce::Nonces>,
+    /// Events created before this (unix seconds) keep the legacy dedupe key.
+    pub(crate) legacy_event_keys_before: i64,
     metrics: Vec<(&'static str, Arc<AtomicU64>)>,
     health: Health,
     /// `wxoa_gateway_publish_seconds`: the JetStream publish and its PubAck.
@@ -70,6 +79,7 @@ impl GatewayState {
     pub fn new(
         config: &Config,
         client: async_nats::Client,
+        redis: Option<wxoa_runtime::connect::RedisConn>,
         health: &Health,
         instance: &str,
     ) -> Self {
@@ -81,6 +91,7 @@ impl GatewayState {
                     app_id: a.appid.clone(),
                     token: a.token.expose_secret().to_owned(),
                     aes_key: a.aes_key.clone(),
+                    original_id: a.original_id_configured.then(|| a.original_id.clone()),
                 };
                 (a.appid.clone(), Arc::new(keys))
             })
@@ -106,6 +117,8 @@ impl GatewayState {
             instance: instance.to_owned(),
             config: config.gateway.clone(),
             rendezvous: Rendezvous::default(),
+            nonces: redis.map(|redis| crate::nonce::Nonces::new(config, redis)),
+            legacy_event_keys_before: config.gateway.legacy_event_keys_before,
             metrics,
             health: health.clone(),
             publish_seconds: health.histogram("wxoa_gateway_publish_seconds", ""),

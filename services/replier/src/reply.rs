@@ -7,6 +7,9 @@
 //! - `p` (passive): a redelivery may ask the gateway again, but only before the deadline; the
 //!   gateway hands a waiter to the first taker, so the user still gets one reply. After the
 //!   deadline the earlier attempt's fate is unknown and nothing more is sent (`uncertain`).
+//!   A request whose answer never came back is `uncertain` too: the gateway may have taken the
+//!   reply, so no fallback follows. Only an answer that says it was not taken (`late`,
+//!   `rejected`) or no gateway listening (`no_responders`) lets the fallback go out.
 //! - `c` (customer service): the fallback `send` command (id `reply:<message id>`, also its
 //!   `Nats-Msg-Id`) is published again; the sender sends each id once.
 
@@ -37,11 +40,18 @@ const CUSTOM: &str = "c";
 enum Missed {
     Late,
     NoResponders,
+    /// The request went out and no answer came back: the gateway may have taken the reply
+    /// (the answer was lost) or not. Nothing more may be sent.
     Timeout,
     Rejected(String),
 }
 
 impl Missed {
+    /// True when the gateway certainly did not take the reply, so the fallback may go out.
+    fn not_taken(&self) -> bool {
+        !matches!(self, Missed::Timeout)
+    }
+
     fn reason(&self) -> String {
         match self {
             Missed::Late => "late".to_owned(),
@@ -54,9 +64,9 @@ impl Missed {
 
 /// Handles one delivery from the inbound stream.
 pub(crate) async fn handle(shared: Arc<Shared>, delivery: Delivery) -> Result<(), ReplierError> {
-    let envelope: Envelope = serde_json::from_slice(&delivery.payload)
-        .map_err(|e| ReplierError::Invalid(format!("envelope JSON: {e}")))?;
-    let rendezvous = rendezvous(delivery.headers.as_ref());
+    let envelope = Envelope::from_stream(&shared.prefix, &delivery.subject, &delivery.payload)
+        .map_err(ReplierError::Invalid)?;
+    let rendezvous = rendezvous(&shared.prefix, &envelope, delivery.headers.as_ref());
     let Some(rules) = shared.store.get(&envelope.app_id) else {
         tracing::debug!(app_id = %envelope.app_id, "message of an app this deployment does not serve");
         return Ok(());
@@ -122,11 +132,14 @@ pub(crate) async fn handle(shared: Arc<Shared>, delivery: Delivery) -> Result<()
         (None, Some((subject, deadline))) => {
             match ask_gateway(&shared, &subject, deadline, &reply).await {
                 Ok(()) => (ReplyChannel::Passive, None),
-                Err(missed) => {
+                Err(missed) if missed.not_taken() => {
                     let reason = missed.reason();
                     set_claim(&shared, &claim_key, CUSTOM).await?;
                     (fallback(&shared, &envelope, &reply).await?, Some(reason))
                 }
+                // The answer was lost: the user may have the reply already. The claim stays
+                // `p`, so no redelivery sends the fallback either.
+                Err(missed) => (ReplyChannel::Uncertain, Some(missed.reason())),
             }
         }
         // First attempt, too late for a passive reply; or the fallback was already chosen.
@@ -167,9 +180,22 @@ pub(crate) async fn handle(shared: Arc<Shared>, delivery: Delivery) -> Result<()
 }
 
 /// The rendezvous subject and deadline from the headers, when a passive reply is possible.
-fn rendezvous(headers: Option<&HeaderMap>) -> Option<(String, i64)> {
+/// The subject is taken only when it is the one the gateway builds for this very message of
+/// this app (`<prefix>.<appid>.reply.<gateway>.<key>`): a message that names any other subject
+/// would have the replier publish there with its own rights.
+fn rendezvous(
+    prefix: &str,
+    envelope: &Envelope,
+    headers: Option<&HeaderMap>,
+) -> Option<(String, i64)> {
     let headers = headers?;
-    let subject = headers.get(headers::REPLY_SUBJECT)?.as_str().to_owned();
+    let carried = headers.get(headers::REPLY_SUBJECT)?.as_str();
+    let key = reply_key(&envelope.id);
+    let Some(gateway) = subjects::reply_gateway(prefix, &envelope.app_id, &key, carried) else {
+        tracing::warn!(id = %envelope.id, subject = carried, "ignoring a reply subject that is not this message's rendezvous");
+        return None;
+    };
+    let subject = subjects::reply(prefix, &envelope.app_id, gateway, &key);
     let deadline = headers
         .get(headers::REPLY_DEADLINE)?
         .as_str()

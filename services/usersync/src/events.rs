@@ -15,8 +15,8 @@ use crate::{Shared, UsersyncError};
 
 /// Handles one inbound event.
 pub(crate) async fn handle(shared: Arc<Shared>, delivery: Delivery) -> Result<(), UsersyncError> {
-    let envelope: Envelope = serde_json::from_slice(&delivery.payload)
-        .map_err(|e| UsersyncError::Invalid(format!("envelope JSON: {e}")))?;
+    let envelope = Envelope::from_stream(&shared.prefix, &delivery.subject, &delivery.payload)
+        .map_err(UsersyncError::Invalid)?;
     let app_id = envelope.app_id.as_str();
     if !shared.serves(app_id) {
         return Ok(());

@@ -207,8 +207,21 @@ impl Default for WechatConfig {
 pub struct GatewayConfig {
     /// Listen address of the callback server (port 0 picks a free one).
     pub listen: SocketAddr,
-    /// Largest accepted `|now - timestamp|`; 0 turns the check off (to replay recorded traffic).
+    /// Timeouts and the connection cap of the callback listener (`[gateway.limits]`).
+    pub limits: ListenerLimits,
+    /// Largest accepted `|now - timestamp|`; at most `nats.duplicate_window_secs`. 0 turns the
+    /// check off, and is accepted only with `allow_any_timestamp` (to replay recorded traffic).
     pub timestamp_window_secs: u64,
+    /// The explicit opt-in to `timestamp_window_secs = 0` (logged at start): with no window a
+    /// captured plaintext callback URL stays usable for as long as its nonce is remembered.
+    pub allow_any_timestamp: bool,
+    /// Events with a `CreateTime` (unix seconds) before this keep the dedupe key of wxoa
+    /// before the event fingerprint, so an upgrade does not store a retry in flight twice
+    /// (docs/subjects.md); 0: every event gets the current key.
+    pub legacy_event_keys_before: i64,
+    /// How long a plaintext callback waits for Redis to bind its `(timestamp, nonce)` to the
+    /// message before answering 503.
+    pub nonce_timeout_ms: u64,
     /// Largest accepted request body.
     pub body_limit_bytes: usize,
     /// How long after receipt a passive reply is still taken; 0 answers `success` right after the
@@ -225,11 +238,43 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
             listen: ([0, 0, 0, 0], 8080).into(),
+            limits: ListenerLimits::default(),
             timestamp_window_secs: 300,
+            allow_any_timestamp: false,
+            legacy_event_keys_before: 0,
+            nonce_timeout_ms: 1000,
             body_limit_bytes: 64 * 1024,
             reply_budget_ms: 4000,
             publish_timeout_ms: 3000,
             instance_id: String::new(),
+        }
+    }
+}
+
+/// `[gateway.limits]`, `[web.limits]`: what one client may hold of a public HTTP listener
+/// (see `docs/configuration.md` for the defaults' reasons). `0` turns a limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenerLimits {
+    /// Longest time from accepting a connection, or from the first byte of a request on a
+    /// kept-alive one, to the end of the request head; the connection is then closed.
+    pub header_read_timeout_ms: u64,
+    /// Longest time from the end of the request head to the end of its body; the request is
+    /// then answered 408 and the connection closed.
+    pub body_read_timeout_ms: u64,
+    /// Longest time a kept-alive connection may wait for its next request.
+    pub idle_timeout_ms: u64,
+    /// Connections open at once; one more is accepted and closed at once (and counted).
+    pub max_connections: usize,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        ListenerLimits {
+            header_read_timeout_ms: 5_000,
+            body_read_timeout_ms: 10_000,
+            idle_timeout_ms: 75_000,
+            max_connections: 4096,
         }
     }
 }
@@ -387,35 +432,58 @@ impl Default for ApiConfig {
 pub struct WebConfig {
     /// Listen address of the public web service.
     pub listen: SocketAddr,
+    /// Timeouts and the connection cap of its listener (`[web.limits]`).
+    pub limits: ListenerLimits,
     /// Its URL as browsers see it (the OAuth2 `redirect_uri` is built from it); empty: the
     /// listen address over http.
     #[serde(deserialize_with = "string")]
     pub public_url: String,
-    /// Where OAuth2 may send users back: URL prefixes (`https://shop.example.com/`). Paths on
-    /// this service (`/…`) are always allowed.
+    /// Where OAuth2 may send users back: absolute URL prefixes (`https://shop.example.com/a`),
+    /// matched by origin and at a path boundary (`/a` allows `/a` and `/a/…`, not `/abc`).
+    /// URLs on this service (`public_url`'s origin) are always allowed.
     pub return_urls: Vec<String>,
-    /// Origins allowed to call `/jssdk/config` from a browser (`https://shop.example.com`);
-    /// requests without an `Origin` header (same origin, servers) are always served.
+    /// Origins allowed to call `/jssdk/config` from a browser (`https://shop.example.com`):
+    /// they get CORS headers; other origins get 403. Requests without an `Origin` header (same
+    /// origin, servers) are always served.
     pub allowed_origins: Vec<String>,
-    /// The key that signs OAuth2 `state`s and session tokens; every replica needs the same one.
-    /// Empty: a random key per process (sessions do not survive a restart).
+    /// The key that signs OAuth2 `state`s, login cookies and session tokens; every replica
+    /// needs the same one. Required: empty is refused at start unless `demo` is on (then a
+    /// random key per process).
     pub session_secret: SecretString,
     /// How long a session token is valid.
     pub session_ttl_secs: u64,
-    /// Serve the demo page at `/demo` (for `wxoa dev`).
+    /// Serve the demo page at `/demo` (for `wxoa dev`); also allows an empty `session_secret`.
     pub demo: bool,
+    /// The longest `return` URL `/oauth/<appid>/start` accepts, in bytes (it travels in the
+    /// login cookie; at most 2048).
+    pub max_return_len: usize,
+    /// `/oauth/<appid>/start` requests a client may make per minute (per replica; a client is
+    /// an IPv4 address or an IPv6 /64). 0: no limit.
+    pub start_per_client_per_min: u32,
+    /// Logins an app may have started and not finished (unexpired, unused states) at once;
+    /// `/start` beyond it is 429. Each costs Redis about 130 bytes (50,000: 6.7 MB).
+    pub max_pending_per_app: u64,
+    /// Reverse proxies (IP addresses or CIDRs, `10.0.0.0/8`) whose `X-Forwarded-For` is
+    /// believed: the client is the rightmost hop that is not one of them. Empty: the peer
+    /// address is the client and `X-Forwarded-For` is ignored.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for WebConfig {
     fn default() -> Self {
         WebConfig {
             listen: "127.0.0.1:8090".parse().expect("a valid address"),
+            limits: ListenerLimits::default(),
             public_url: String::new(),
             return_urls: Vec::new(),
             allowed_origins: Vec::new(),
             session_secret: SecretString::from(String::new()),
             session_ttl_secs: 3600,
             demo: false,
+            max_return_len: 1024,
+            start_per_client_per_min: 60,
+            max_pending_per_app: 50_000,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -524,6 +592,9 @@ pub struct AppConfig {
     pub aes_key: Option<AesKey>,
     /// The account's original id (`gh_…`), used by the simulator as ToUserName.
     pub original_id: String,
+    /// True when `original_id` was configured (not derived from the appid): the gateway then
+    /// refuses callbacks whose ToUserName is another account's.
+    pub original_id_configured: bool,
     /// Subscription or service account.
     pub kind: AccountKind,
     /// Verified (认证) accounts may use customer-service messages and more.
@@ -540,6 +611,7 @@ impl std::fmt::Debug for AppConfig {
             .field("token", &"<redacted>")
             .field("aes_key", &self.aes_key.as_ref().map(|_| "<redacted>"))
             .field("original_id", &self.original_id)
+            .field("original_id_configured", &self.original_id_configured)
             .field("kind", &self.kind)
             .field("verified", &self.verified)
             .field("token_api", &self.token_api)
@@ -611,6 +683,7 @@ impl TryFrom<RawApp> for AppConfig {
                     .map_err(|e| format!("app {}: encoding_aes_key: {e}", raw.appid))?,
             ),
         };
+        let original_id_configured = !raw.original_id.is_empty();
         let original_id = if raw.original_id.is_empty() {
             format!("gh_{}", raw.appid.trim_start_matches("wx"))
         } else {
@@ -622,6 +695,7 @@ impl TryFrom<RawApp> for AppConfig {
             token: raw.token,
             aes_key,
             original_id,
+            original_id_configured,
             kind: raw.kind,
             verified: raw.verified,
             token_api: raw.token_api,
@@ -702,6 +776,21 @@ impl Config {
                 });
             }
         }
+        let gateway = &config.gateway;
+        if gateway.timestamp_window_secs == 0 && !gateway.allow_any_timestamp {
+            return Err(ConfigError::Invalid(
+                "gateway.timestamp_window_secs = 0 turns the replay window off; set \
+                 gateway.allow_any_timestamp = true to mean it"
+                    .into(),
+            ));
+        }
+        if gateway.timestamp_window_secs > config.nats.duplicate_window_secs {
+            return Err(ConfigError::Invalid(format!(
+                "gateway.timestamp_window_secs ({}) must not exceed nats.duplicate_window_secs \
+                 ({}): a callback accepted after its dedupe id was forgotten would be stored twice",
+                gateway.timestamp_window_secs, config.nats.duplicate_window_secs
+            )));
+        }
         if !config
             .nats
             .prefix
@@ -736,18 +825,69 @@ fn env_value(raw: &str) -> toml::Value {
     toml::Value::String(raw.to_owned())
 }
 
-/// A URL with any `user:password@` part replaced, for logs and errors.
+/// A URL, or a comma-separated list of URLs (`nats://a:pw@h1:4222,nats://b:pw@h2:4222`,
+/// `a:pw@h1,b:pw@h2`), with every `user:password@` part replaced by `<redacted>@`, for logs
+/// and errors. The password may hold any character: everything up to the last `@` of an item
+/// is hidden, and an item without a scheme joins the one before it unless that one already
+/// had its `@` (a `,` inside a password then hides the host beside it too, never a fragment
+/// of the password). `user=` and `pass=` query values (`redis+unix://`) are hidden as well.
 pub fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split('/').next().and_then(|a| a.rsplit_once('@')) {
-            Some((_, host)) => {
-                let path = &rest[rest.find('/').unwrap_or(rest.len())..];
-                format!("{scheme}://<redacted>@{host}{path}")
-            }
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
+    // Items: a piece after a ',' starts a new item when it has a scheme or the item before it
+    // already ended its userinfo; otherwise the ',' was inside the userinfo.
+    let mut items: Vec<&str> = Vec::new();
+    let mut start = 0;
+    for (i, _) in url.match_indices(',') {
+        let next = &url[i + 1..];
+        let current = &url[start..i];
+        if has_scheme(next.trim_start()) || current.contains('@') {
+            items.push(current);
+            start = i + 1;
+        }
     }
+    items.push(&url[start..]);
+    items
+        .into_iter()
+        .map(redact_item)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `scheme://` at the start (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`).
+fn has_scheme(s: &str) -> bool {
+    s.split_once("://").is_some_and(|(scheme, _)| {
+        let mut chars = scheme.chars();
+        chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && chars.all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    })
+}
+
+fn redact_item(item: &str) -> String {
+    let lead = &item[..item.len() - item.trim_start().len()];
+    let item = item.trim_start();
+    let (scheme, rest) = match item.split_once("://") {
+        Some((scheme, rest)) if has_scheme(item) => (&item[..scheme.len() + 3], rest),
+        _ => ("", item),
+    };
+    let rest = match rest.rsplit_once('@') {
+        Some((_, host)) => format!("<redacted>@{host}"),
+        None => rest.to_owned(),
+    };
+    let rest = match rest.split_once('?') {
+        Some((before, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if ["user", "pass", "password"].contains(&key) => {
+                        format!("{key}=<redacted>")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{before}?{}", query.join("&"))
+        }
+        None => rest,
+    };
+    format!("{lead}{scheme}{rest}")
 }
 
 fn set_path(
@@ -823,6 +963,7 @@ mod tests {
         prefix = "t1"
         [gateway]
         timestamp_window_secs = 0
+        allow_any_timestamp = true
         [[apps]]
         appid = "wx1"
         secret = "s3cret-value"
@@ -871,6 +1012,29 @@ mod tests {
     }
 
     #[test]
+    fn web_defences_have_defaults_and_keys() {
+        let web = Config::from_toml("").unwrap().web;
+        assert_eq!(
+            (
+                web.max_return_len,
+                web.start_per_client_per_min,
+                web.max_pending_per_app
+            ),
+            (1024, 60, 50_000)
+        );
+        assert!(web.trusted_proxies.is_empty() && !web.demo);
+        let web = Config::from_toml(
+            "[web]\nmax_return_len = 512\nstart_per_client_per_min = 0\nmax_pending_per_app = 10\ntrusted_proxies = ['10.0.0.0/8']",
+        )
+        .unwrap()
+        .web;
+        assert_eq!(web.max_return_len, 512);
+        assert_eq!(web.start_per_client_per_min, 0);
+        assert_eq!(web.max_pending_per_app, 10);
+        assert_eq!(web.trusted_proxies, ["10.0.0.0/8"]);
+    }
+
+    #[test]
     fn bad_input_is_a_clear_error() {
         let err = Config::from_toml("[[apps]]\nappid='wx.1'\nsecret='s'\ntoken='t'").unwrap_err();
         assert!(err.to_string().contains("appid"), "{err}");
@@ -880,6 +1044,114 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("40004"), "{err}");
         assert!(Config::from_toml("[gateway]\nlisten_typo = 1").is_err());
+        assert!(Config::from_toml("[web]\nmax_return_len = 'long'").is_err());
         assert!(Config::from_toml("[nats]\nprefix='a b'").is_err());
+    }
+
+    #[test]
+    fn the_replay_window_fits_the_dedupe_window_and_is_off_only_on_purpose() {
+        let err = Config::from_toml("[gateway]\ntimestamp_window_secs = 0").unwrap_err();
+        assert!(err.to_string().contains("allow_any_timestamp"), "{err}");
+        let c =
+            Config::from_toml("[gateway]\ntimestamp_window_secs = 0\nallow_any_timestamp = true")
+                .unwrap();
+        assert_eq!(c.gateway.timestamp_window_secs, 0);
+        let err = Config::from_toml(
+            "[nats]\nduplicate_window_secs = 120\n[gateway]\ntimestamp_window_secs = 300",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("duplicate_window_secs"), "{err}");
+        assert!(
+            Config::from_toml(
+                "[nats]\nduplicate_window_secs = 300\n[gateway]\ntimestamp_window_secs = 300"
+            )
+            .is_ok()
+        );
+        // original_id: configured or derived.
+        let c = Config::from_toml(
+            "[[apps]]\nappid='wx1'\nsecret='s'\ntoken='t'\n[[apps]]\nappid='wx2'\nsecret='s'\ntoken='t'\noriginal_id='gh_2'",
+        )
+        .unwrap();
+        assert!(!c.apps[0].original_id_configured);
+        assert_eq!(c.apps[0].original_id, "gh_1");
+        assert!(c.apps[1].original_id_configured);
+    }
+
+    /// Every form of credentials in a NATS or Redis URL (or a comma-separated list of them) is
+    /// hidden, and nothing else is changed.
+    #[test]
+    fn redact_url_hides_credentials_in_every_form() {
+        let cases: &[(&str, &str)] = &[
+            // no credentials: unchanged
+            ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+            ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+            (
+                "nats://h1:4222,nats://h2:4222",
+                "nats://h1:4222,nats://h2:4222",
+            ),
+            ("h1:4222,h2:4222", "h1:4222,h2:4222"),
+            ("", ""),
+            // one URL
+            ("nats://user:pw@n:4222", "nats://<redacted>@n:4222"),
+            ("nats://s3cr3t-token@n:4222", "nats://<redacted>@n:4222"),
+            ("redis://:pw@h:6379/0", "redis://<redacted>@h:6379/0"),
+            (
+                "rediss://u:pw@h:6380/1?protocol=resp3",
+                "rediss://<redacted>@h:6380/1?protocol=resp3",
+            ),
+            // a '/' in the password
+            ("redis://:pa/ss@host:6379", "redis://<redacted>@host:6379"),
+            (
+                "redis://:pa/ss@host:6379/2",
+                "redis://<redacted>@host:6379/2",
+            ),
+            ("nats://u:a/b/c@h:4222", "nats://<redacted>@h:4222"),
+            // '@', '?', '#' and ':' in the password
+            ("nats://u:p@ss@h:4222", "nats://<redacted>@h:4222"),
+            ("redis://:p?a#s:s@h:6379", "redis://<redacted>@h:6379"),
+            // lists, with and without schemes, mixed
+            (
+                "nats://a:pw@h1:4222,nats://b:pw2@h2:4222",
+                "nats://<redacted>@h1:4222,nats://<redacted>@h2:4222",
+            ),
+            ("a:pw@h1,b:pw@h2", "<redacted>@h1,<redacted>@h2"),
+            (
+                "a:pw@h1:4222, b:pw@h2:4222",
+                "<redacted>@h1:4222, <redacted>@h2:4222",
+            ),
+            (
+                "nats://h1:4222,nats://b:pw2@h2:4222",
+                "nats://h1:4222,nats://<redacted>@h2:4222",
+            ),
+            (
+                "redis://:p/w@a:6379,redis://:p@w@b:6379",
+                "redis://<redacted>@a:6379,redis://<redacted>@b:6379",
+            ),
+            // a ',' in a password: never shown, even if a host is hidden with it
+            ("nats://a:p,w@h1:4222", "nats://<redacted>@h1:4222"),
+            ("a:p,w@h1,h2", "<redacted>@h1,h2"),
+            ("h1:4222,b:p,w@h2", "<redacted>@h2"),
+            (
+                "nats://a:p,w@h1:4222,nats://b:x@h2",
+                "nats://<redacted>@h1:4222,nats://<redacted>@h2",
+            ),
+            // redis+unix: credentials in the query
+            (
+                "redis+unix:///run/redis.sock?db=1&user=u&pass=pw",
+                "redis+unix:///run/redis.sock?db=1&user=<redacted>&pass=<redacted>",
+            ),
+        ];
+        for (url, want) in cases {
+            assert_eq!(&redact_url(url), want, "redact_url({url:?})");
+        }
+        // No password (nor a fragment of one) is left in any output.
+        for (url, _) in cases {
+            let shown = redact_url(url);
+            for secret in [
+                "pw", "pa/ss", "p@ss", "s3cr3t", "a/b/c", "p?a#s", "p,w", "p/w",
+            ] {
+                assert!(!shown.contains(secret), "{url:?} shows {secret:?}: {shown}");
+            }
+        }
     }
 }

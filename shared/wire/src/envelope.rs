@@ -31,13 +31,57 @@ pub const ENVELOPE_VERSION: u32 = 1;
 impl Envelope {
     /// Wraps a parsed message received at `received_at_ms` for `app_id`.
     pub fn new(app_id: &str, received_at_ms: i64, message: Inbound) -> Envelope {
+        Envelope::keyed(app_id, received_at_ms, message, 0)
+    }
+
+    /// Like [`Envelope::new`], with events whose `CreateTime` is before
+    /// `legacy_events_before` (unix seconds) keyed by the old rule
+    /// ([`Inbound::legacy_event_key`]). A retry carries its event's `CreateTime`, so every
+    /// try of one event gets the same key on either side of an upgrade.
+    pub fn keyed(
+        app_id: &str,
+        received_at_ms: i64,
+        message: Inbound,
+        legacy_events_before: i64,
+    ) -> Envelope {
+        let key = match message.legacy_event_key() {
+            Some(legacy) if message.create_time < legacy_events_before => legacy,
+            _ => message.dedupe_key(),
+        };
         Envelope {
             v: ENVELOPE_VERSION,
             app_id: app_id.to_owned(),
-            id: msg_id(app_id, &message),
+            id: format!("{app_id}:{key}"),
             received_at_ms,
             message,
         }
+    }
+
+    /// Decodes an envelope delivered from the inbound stream on `subject`, for the app the
+    /// subject names. NATS permissions are granted per subject, so the subject is what a
+    /// publisher was allowed to write: an envelope whose `app_id` (or `id`) names another app
+    /// is refused, and no consumer acts for an app on a payload's word.
+    pub fn from_stream(prefix: &str, subject: &str, payload: &[u8]) -> Result<Envelope, String> {
+        let envelope: Envelope =
+            serde_json::from_slice(payload).map_err(|e| format!("envelope JSON: {e}"))?;
+        let app_id = crate::names::subjects::app_id_of(prefix, subject);
+        if app_id != Some(crate::names::token(&envelope.app_id).as_str()) {
+            return Err(format!(
+                "envelope of app {:?} published on {subject:?}, which is not that app's subject",
+                envelope.app_id
+            ));
+        }
+        if !envelope
+            .id
+            .strip_prefix(envelope.app_id.as_str())
+            .is_some_and(|rest| rest.starts_with(':'))
+        {
+            return Err(format!(
+                "envelope id {:?} is not of app {:?}",
+                envelope.id, envelope.app_id
+            ));
+        }
+        Ok(envelope)
     }
 
     /// The JSON bytes.
@@ -144,10 +188,66 @@ mod tests {
         assert_eq!(json["detail"]["kind"], "click");
         assert_eq!(json["fields"]["EventKey"], "K");
         let h = env.headers("00-x-y-01", Some(("s", 9)));
-        assert!(h.contains(&(headers::MSG_ID, "wx1:event:o1:1:CLICK".into())));
+        let id = format!("wx1:event:o1:1:CLICK:{}", env.message.fingerprint());
+        assert!(h.contains(&(headers::MSG_ID, id.clone())));
+        assert!(h.contains(&(headers::CE_ID, id)));
         assert!(h.contains(&(headers::CE_TYPE, "wechat.event.click".into())));
         assert!(h.contains(&(headers::REPLY_DEADLINE, "9".into())));
         assert_eq!(reply_key("a").len(), 16);
         assert_eq!(new_traceparent().len(), 55);
+    }
+
+    #[test]
+    fn an_envelope_is_taken_only_on_its_own_apps_subject() {
+        let xml = b"<xml><ToUserName>gh</ToUserName><FromUserName>o1</FromUserName><CreateTime>1</CreateTime>\
+            <MsgType>text</MsgType><Content>x</Content><MsgId>5</MsgId></xml>";
+        let env = Envelope::new("wxa", 5, Inbound::parse(xml).unwrap());
+        let json = env.to_json();
+        assert_eq!(
+            Envelope::from_stream("p", "p.wxa.message.text", &json).unwrap(),
+            env
+        );
+        for subject in ["p.wxb.message.text", "q.wxa.message.text", "p"] {
+            assert!(
+                Envelope::from_stream("p", subject, &json).is_err(),
+                "{subject}"
+            );
+        }
+        let mut forged = env.clone();
+        forged.id = "wxb:msg:o1:5".into();
+        assert!(Envelope::from_stream("p", "p.wxa.message.text", &forged.to_json()).is_err());
+        assert!(Envelope::from_stream("p", "p.wxa.message.text", b"{").is_err());
+    }
+
+    #[test]
+    fn events_created_before_the_cutover_keep_the_legacy_key() {
+        let xml = |t: i64| {
+            format!(
+                "<xml><ToUserName>gh</ToUserName><FromUserName>o1</FromUserName><CreateTime>{t}</CreateTime>\
+                 <MsgType>event</MsgType><Event>CLICK</Event><EventKey>K</EventKey></xml>"
+            )
+        };
+        let at = |t: i64, cutover: i64| {
+            Envelope::keyed(
+                "wx1",
+                5,
+                Inbound::parse(xml(t).as_bytes()).unwrap(),
+                cutover,
+            )
+            .id
+        };
+        assert_eq!(at(99, 100), "wx1:event:o1:99:CLICK");
+        assert!(at(100, 100).starts_with("wx1:event:o1:100:CLICK:"));
+        assert_eq!(
+            at(99, 0),
+            Envelope::new("wx1", 5, Inbound::parse(xml(99).as_bytes()).unwrap()).id
+        );
+        // Messages keep their key whatever the cutover.
+        let text = b"<xml><ToUserName>gh</ToUserName><FromUserName>o1</FromUserName><CreateTime>1</CreateTime>\
+            <MsgType>text</MsgType><Content>x</Content><MsgId>5</MsgId></xml>";
+        assert_eq!(
+            Envelope::keyed("wx1", 5, Inbound::parse(text).unwrap(), 100).id,
+            "wx1:msg:o1:5"
+        );
     }
 }

@@ -446,8 +446,10 @@ impl Inbound {
         self.event.is_some()
     }
 
-    /// The dedupe key: `msg:<FromUserName>:<MsgId>` for messages,
-    /// `event:<FromUserName>:<CreateTime>:<Event>[:<MsgID>]` for events.
+    /// The dedupe key: `msg:<FromUserName>:<MsgId>` for messages; for events
+    /// `event:<FromUserName>:<CreateTime>:<Event>:<fingerprint>`, where the fingerprint is a
+    /// digest of every field ([`Inbound::fingerprint`]). WeChat's retry of an event is the same
+    /// XML and gets the same key; two events that differ in any field get two keys.
     pub fn dedupe_key(&self) -> String {
         match (&self.event, &self.msg_id) {
             (None, Some(id)) => format!("msg:{}:{id}", self.from_user_name),
@@ -457,16 +459,47 @@ impl Inbound {
                     self.from_user_name, self.create_time, self.msg_type
                 )
             }
-            (Some(event), None) => {
-                format!("event:{}:{}:{event}", self.from_user_name, self.create_time)
-            }
-            (Some(event), Some(id)) => {
-                format!(
-                    "event:{}:{}:{event}:{id}",
-                    self.from_user_name, self.create_time
-                )
+            (Some(event), _) => format!(
+                "event:{}:{}:{event}:{}",
+                self.from_user_name,
+                self.create_time,
+                self.fingerprint()
+            ),
+        }
+    }
+
+    /// The event key of wxoa before the fingerprint:
+    /// `event:<FromUserName>:<CreateTime>:<Event>[:<MsgID>]` (`None` for messages). It is too
+    /// coarse (two clicks on two buttons in one second share it) and serves only upgrades:
+    /// events created before `gateway.legacy_event_keys_before` keep it, so a retry in flight
+    /// across the upgrade still meets the key an old gateway stored.
+    pub fn legacy_event_key(&self) -> Option<String> {
+        let event = self.event.as_ref()?;
+        Some(match &self.msg_id {
+            None => format!("event:{}:{}:{event}", self.from_user_name, self.create_time),
+            Some(id) => format!(
+                "event:{}:{}:{event}:{id}",
+                self.from_user_name, self.create_time
+            ),
+        })
+    }
+
+    /// 32 hex characters of the SHA-1 of every flattened field, sorted by path, each path and
+    /// value length-prefixed (so no value can run into the next field). Equal for the same
+    /// document however it is written (CDATA or text, whitespace between elements, element
+    /// order); different when any field's path or value differs, or one is added or missing.
+    pub fn fingerprint(&self) -> String {
+        use sha1::{Digest, Sha1};
+        let mut fields: Vec<&(String, String)> = self.fields.iter().collect();
+        fields.sort_unstable();
+        let mut hash = Sha1::new();
+        for (path, value) in fields {
+            for part in [path, value] {
+                hash.update((part.len() as u64).to_be_bytes());
+                hash.update(part.as_bytes());
             }
         }
+        hex::encode(&hash.finalize()[..16])
     }
 
     /// Whether WeChat shows a passive reply to this message: every user message and the events
@@ -1247,7 +1280,15 @@ mod tests {
         assert_eq!(m.field("UserInfo/Nick"), Some("a]]>b"));
         assert_eq!(m.field("UserInfo/Tag[1]"), Some("2"));
         assert_eq!(m.field("Empty"), Some(""));
-        assert_eq!(m.dedupe_key(), "event:o1:9:user_info_modified");
+        assert!(
+            m.dedupe_key().starts_with("event:o1:9:user_info_modified:"),
+            "{}",
+            m.dedupe_key()
+        );
+        assert_eq!(
+            m.legacy_event_key().as_deref(),
+            Some("event:o1:9:user_info_modified")
+        );
         assert!(!m.can_reply());
         assert_eq!(
             m.subject("wechat", "wx1"),
@@ -1262,6 +1303,81 @@ mod tests {
         // Round trip through JSON keeps the fields and their order.
         let back: Inbound = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
         assert_eq!(back, m);
+    }
+
+    /// Distinct events of one user in one second: each must keep its own key.
+    const DISTINCT_EVENT_PAIRS: &[(&str, &str)] = &[
+        // Two menu clicks on different buttons.
+        (
+            "<Event>CLICK</Event><EventKey>V1001_A</EventKey>",
+            "<Event>CLICK</Event><EventKey>V1001_B</EventKey>",
+        ),
+        // A subscribe-message send report: ids inside the list.
+        (
+            "<Event>subscribe_msg_sent_event</Event><SubscribeMsgSentEvent><List><TemplateId>t</TemplateId><MsgID>1</MsgID><ErrorCode>0</ErrorCode></List></SubscribeMsgSentEvent>",
+            "<Event>subscribe_msg_sent_event</Event><SubscribeMsgSentEvent><List><TemplateId>t</TemplateId><MsgID>2</MsgID><ErrorCode>0</ErrorCode></List></SubscribeMsgSentEvent>",
+        ),
+        // Publish jobs.
+        (
+            "<Event>PUBLISHJOBFINISH</Event><PublishEventInfo><publish_id>1</publish_id><publish_status>0</publish_status></PublishEventInfo>",
+            "<Event>PUBLISHJOBFINISH</Event><PublishEventInfo><publish_id>2</publish_id><publish_status>0</publish_status></PublishEventInfo>",
+        ),
+        (
+            "<Event>PUBLISHJOBFINISH</Event><PublishID>1</PublishID>",
+            "<Event>PUBLISHJOBFINISH</Event><PublishID>2</PublishID>",
+        ),
+        // System-sent user events name the user in OpenID.
+        (
+            "<Event>user_authorization_revoke</Event><OpenID>o_a</OpenID><AppID>wx1</AppID>",
+            "<Event>user_authorization_revoke</Event><OpenID>o_b</OpenID><AppID>wx1</AppID>",
+        ),
+        (
+            "<Event>user_info_modified</Event><OpenID>o_a</OpenID>",
+            "<Event>user_info_modified</Event><OpenID>o_b</OpenID>",
+        ),
+        // Audit results of the system account.
+        (
+            "<Event>wxa_nickname_audit</Event><ret>2</ret><nickname>a</nickname>",
+            "<Event>wxa_nickname_audit</Event><ret>3</ret><nickname>a</nickname>",
+        ),
+        // Job-finish reports with the same MsgID but other counts (a field differs).
+        (
+            "<Event>MASSSENDJOBFINISH</Event><MsgID>7</MsgID><SentCount>1</SentCount>",
+            "<Event>MASSSENDJOBFINISH</Event><MsgID>7</MsgID><SentCount>2</SentCount>",
+        ),
+    ];
+
+    #[test]
+    fn distinct_events_in_one_second_keep_distinct_keys() {
+        let key = |body: &str| {
+            Inbound::parse(format!("<xml>{HEAD}<MsgType>event</MsgType>{body}</xml>").as_bytes())
+                .unwrap()
+                .dedupe_key()
+        };
+        for (a, b) in DISTINCT_EVENT_PAIRS {
+            assert_ne!(key(a), key(b), "{a} / {b}");
+            // WeChat's retry of the same event is the same XML: the same key, however it is
+            // written (CDATA or text, whitespace between elements).
+            assert_eq!(key(a), key(a), "{a}");
+            let spaced = a.replace("><", ">\n  <");
+            assert_eq!(key(a), key(&spaced), "{a} with whitespace between elements");
+        }
+        // A field that differs anywhere changes the key; so does one added.
+        let base = "<Event>SCAN</Event><EventKey>1</EventKey><Ticket>t</Ticket>";
+        for other in [
+            "<Event>SCAN</Event><EventKey>1</EventKey><Ticket>u</Ticket>",
+            "<Event>SCAN</Event><EventKey>1</EventKey><Ticket>t</Ticket><Extra/>",
+            "<Event>SCAN</Event><EventKey>1</EventKey>",
+        ] {
+            assert_ne!(key(base), key(other), "{other}");
+        }
+        // The key keeps its readable head.
+        assert!(key(base).starts_with("event:o1:9:SCAN:"), "{}", key(base));
+        // Field boundaries are part of the key: a value moved across two fields differs.
+        assert_ne!(
+            key("<Event>X</Event><A>ab</A><B>c</B>"),
+            key("<Event>X</Event><A>a</A><B>bc</B>")
+        );
     }
 
     #[test]

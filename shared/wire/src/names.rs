@@ -76,6 +76,21 @@ pub mod subjects {
         )
     }
 
+    /// The gateway instance of `subject` when it is the rendezvous subject of app `app_id`'s
+    /// message with rendezvous key `key` (`<prefix>.<appid>.reply.<gateway>.<key>`), else
+    /// `None`: a replier sends a reply request only to the subject it would build itself, never
+    /// to one a message merely carries.
+    pub fn reply_gateway<'a>(
+        prefix: &str,
+        app_id: &str,
+        key: &str,
+        subject: &'a str,
+    ) -> Option<&'a str> {
+        let head = format!("{prefix}.{}.reply.", token(app_id));
+        let (gateway, rest_key) = subject.strip_prefix(head.as_str())?.split_once('.')?;
+        (super::is_token(gateway) && rest_key == token(key)).then_some(gateway)
+    }
+
     /// `<prefix>.*.reply.<gateway>.*`: every rendezvous one gateway instance answers.
     pub fn reply_listen(prefix: &str, gateway: &str) -> String {
         format!("{prefix}.*.reply.{}.*", token(gateway))
@@ -314,6 +329,13 @@ pub mod keys {
         format!("{prefix}:{{{app_id}}}:rules:version")
     }
 
+    /// `<prefix>:{<appid>}:nonce:<digest>`: the message a plaintext callback's
+    /// `(timestamp, nonce)` was first used for; `<digest>` is [`crate::envelope::reply_key`] of
+    /// `<timestamp>:<nonce>` (outside data never enters a key as it is).
+    pub fn gateway_nonce(prefix: &str, app_id: &str, digest: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:nonce:{digest}")
+    }
+
     /// `<prefix>:{<appid>}:reply:<key>`: how the replier is answering one message (its claim).
     pub fn reply_claim(prefix: &str, app_id: &str, key: &str) -> String {
         format!("{prefix}:{{{app_id}}}:reply:{key}")
@@ -437,6 +459,26 @@ mod tests {
         );
         assert_eq!(subjects::message("t", "wx1", ""), "t.wx1.message.unknown");
         assert_eq!(subjects::app_id_of("t.x", "t.x.wx1.reply.g.k"), Some("wx1"));
+        let reply = subjects::reply("t.x", "wx1", "g1", "k1");
+        assert_eq!(
+            subjects::reply_gateway("t.x", "wx1", "k1", &reply),
+            Some("g1")
+        );
+        for other in [
+            subjects::reply("t.x", "wx2", "g1", "k1"),
+            subjects::reply("t.x", "wx1", "g1", "k2"),
+            subjects::reply("t", "wx1", "g1", "k1"),
+            "t.x.wx1.command.send".to_owned(),
+            "t.x.wx1.reply.g1.k1.more".to_owned(),
+            "t.x.wx1.reply.*.k1".to_owned(),
+            "t.x.wx1.reply..k1".to_owned(),
+        ] {
+            assert_eq!(
+                subjects::reply_gateway("t.x", "wx1", "k1", &other),
+                None,
+                "{other}"
+            );
+        }
         assert_eq!(streams::inbound("wechat"), "WECHAT_INBOUND");
         assert_eq!(streams::inbound("t-1a"), "T_1A_INBOUND");
         assert_eq!(

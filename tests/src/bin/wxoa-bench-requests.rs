@@ -1,5 +1,6 @@
 //! Writes signed (and in safe mode encrypted) callback requests for `tests/bench/gateway.lua`:
-//! one file per wrk thread, one `path<TAB>body` line per request, each with a unique MsgId.
+//! one file per wrk thread, one `path<TAB>body` line per request, each with a unique MsgId and,
+//! as WeChat sends them, its own nonce (the gateway binds a plaintext nonce to one message).
 //!
 //! Usage: `wxoa-bench-requests OUT COUNT THREADS APPID TOKEN [ENCODING_AES_KEY]`
 
@@ -22,11 +23,13 @@ fn main() -> anyhow::Result<()> {
         .get(6)
         .map(|k| AesKey::from_encoding_aes_key(k))
         .transpose()?;
-    let (timestamp, nonce) = ("1700000000", "424242");
-    let sig = signature::server_signature(token, timestamp, nonce);
+    let timestamp = "1700000000";
     for thread in 0..threads {
         let mut file = std::io::BufWriter::new(std::fs::File::create(format!("{out}.{thread}"))?);
         for i in 0..count / threads {
+            let nonce = format!("{}", thread * 1_000_000_000 + i);
+            let nonce = nonce.as_str();
+            let sig = signature::server_signature(token, timestamp, nonce);
             let xml = format!(
                 "<xml><ToUserName><![CDATA[gh_bench]]></ToUserName><FromUserName><![CDATA[o_bench_{thread}]]></FromUserName>\
                  <CreateTime>1700000000</CreateTime><MsgType><![CDATA[text]]></MsgType>\
