@@ -148,12 +148,18 @@ impl App {
             stop_replies.clone(),
         ));
         let stop = shutdown.clone();
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move {
+        wxoa_runtime::serve::serve(
+            listener,
+            state.config.limits,
+            router(state),
+            "gateway",
+            health.clone(),
+            async move {
                 stop.cancelled().await;
                 health.stopping();
-            })
-            .await?;
+            },
+        )
+        .await?;
         stop_replies.cancel();
         let _ = replies.await;
         let _ = client.drain().await;

@@ -103,12 +103,18 @@ impl App {
                 .route("/demo", get(jssdk::demo))
                 .route("/demo/check", get(jssdk::check));
         }
-        axum::serve(listener, router.with_state(shared))
-            .with_graceful_shutdown(async move {
+        wxoa_runtime::serve::serve(
+            listener,
+            shared.config.web.limits,
+            router.with_state(shared),
+            "web",
+            health.clone(),
+            async move {
                 shutdown.cancelled().await;
                 health.stopping();
-            })
-            .await?;
+            },
+        )
+        .await?;
         Ok(())
     }
 }

@@ -276,7 +276,10 @@ async fn wait_until_answers(url: &str, what: &str) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    bail!("{what} did not start answering at {url}")
+    bail!(
+        "{what} did not start answering at {}",
+        wxoa_runtime::config::redact_url(url)
+    )
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! - [`responder`]: the shared core-NATS request responder loop.
 //! - [`lease`]: a renewed Redis lease for long jobs, taken over when its holder dies.
 //! - [`rate`]: a per-second rate limit shared by every replica (Redis).
+//! - [`serve`]: the public HTTP listeners, with timeouts and a connection cap.
 //! - [`local`]: command lines of local servers for `wxoa dev` and the tests.
 
 #![warn(missing_docs)]
@@ -26,6 +27,7 @@ pub mod lease;
 pub mod local;
 pub mod rate;
 pub mod responder;
+pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
 
