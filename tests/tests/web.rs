@@ -1,20 +1,30 @@
 //! The web service end to end: OAuth2 web authorization against the simulator's authorize
-//! page and sns endpoints (state, single-use codes, denial), JS-SDK configs the simulator
-//! accepts, and the demo page in headless Chromium (Debian's `chromium` and `chromium-driver`).
+//! page and sns endpoints (state, single-use codes, denial), the defences of `/start` and the
+//! callback (bounded Redis, rate limits, return URLs resolved as a browser does, the login bound
+//! to the browser that started it), CORS, JS-SDK configs the simulator accepts, and the demo
+//! page in headless Chromium (Debian's `chromium` and `chromium-driver`).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
+use wxoa_runtime::Config;
 use wxoa_runtime::admin::Health;
 use wxoa_tests::{PLAIN_APP, Platform, SAFE_APP, eventually, free_port, shared_config};
 
 /// The platform with the web service (demo on); its base URL.
 async fn web(platform: &Platform) -> String {
+    web_with(platform, |_| {}).await
+}
+
+/// The platform with the web service (demo on, then `change` applied); its base URL.
+async fn web_with(platform: &Platform, change: impl FnOnce(&mut Config)) -> String {
     let mut config = platform.config.clone();
     config.web.demo = true;
+    change(&mut config);
     let app = wxoa_web::App::build(&config, Health::default())
         .await
         .expect("web service");
@@ -37,33 +47,110 @@ async fn web(platform: &Platform) -> String {
     base
 }
 
-/// An HTTP client that does not follow redirects, with a cookie jar of one cookie.
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+/// A browser without redirects: an HTTP client and its own cookie jar (every cookie sent to
+/// every host, which is enough here: the web service and the simulator).
+struct Browser {
+    http: reqwest::Client,
+    jar: BTreeMap<String, String>,
+}
+
+impl Browser {
+    fn new() -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            jar: BTreeMap::new(),
+        }
+    }
+
+    /// `GET url` with the jar's cookies; the answer's `Set-Cookie`s go into the jar (a
+    /// `Max-Age=0` one removes its cookie).
+    async fn get(&mut self, url: &str) -> reqwest::Response {
+        self.get_with(url, &[]).await
+    }
+
+    async fn get_with(&mut self, url: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut request = self.http.get(url);
+        if !self.jar.is_empty() {
+            let cookies: Vec<String> = self.jar.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            request = request.header("cookie", cookies.join("; "));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        for set in set_cookies(&response) {
+            let (pair, attributes) = set.split_once(';').unwrap_or((&set, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if attributes.contains("Max-Age=0") {
+                self.jar.remove(name.trim());
+            } else {
+                self.jar.insert(name.trim().to_owned(), value.to_owned());
+            }
+        }
+        response
+    }
+}
+
+/// The `Set-Cookie` headers of an answer.
+fn set_cookies(response: &reqwest::Response) -> Vec<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The `Set-Cookie` of cookie `name`.
+fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
+    set_cookies(response)
+        .into_iter()
+        .find(|c| c.starts_with(&format!("{name}=")))
 }
 
 fn location(response: &reqwest::Response) -> String {
     response.headers()["location"].to_str().unwrap().to_owned()
 }
 
+/// `/start` for `app` with `return`, then the simulator's base-scope authorize page: the
+/// callback URL WeChat sends the browser back to (not visited).
+async fn callback_url(browser: &mut Browser, base: &str, app: &str, ret: &str) -> String {
+    let start = browser
+        .get(&format!(
+            "{base}/oauth/{app}/start?scope=snsapi_base&return={}",
+            wxoa_wire::web::percent_encode(ret)
+        ))
+        .await;
+    assert_eq!(start.status(), 302, "{:?}", start.text().await);
+    let authorize = location(&start);
+    let back = browser.get(authorize.split('#').next().unwrap()).await;
+    assert_eq!(back.status(), 302);
+    location(&back)
+}
+
 #[tokio::test]
 async fn oauth_login_single_use_codes_states_and_denial() {
     let platform = Platform::start(shared_config(), "", true).await;
     let base = web(&platform).await;
-    let http = no_redirects();
+    let mut browser = Browser::new();
 
-    // Start: to the authorize page, parameters in WeChat's order, a signed state.
-    let start = http
-        .get(format!(
+    // Start: to the authorize page, parameters in WeChat's order, a signed state, and the
+    // login bound to this browser by a short-lived HttpOnly cookie (not Secure over http).
+    let start = browser
+        .get(&format!(
             "{base}/oauth/{PLAIN_APP}/start?scope=snsapi_base&return=/demo"
         ))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(start.status(), 302);
+    let binding = set_cookie(&start, "wxoa_login").expect("the login cookie");
+    assert!(
+        binding.contains("HttpOnly") && binding.contains("SameSite=Lax"),
+        "{binding}"
+    );
+    assert!(!binding.contains("Secure"), "{binding}");
     let authorize = location(&start);
     let expected = format!(
         "{}/connect/oauth2/authorize?appid={PLAIN_APP}&redirect_uri={}&response_type=code&scope=snsapi_base&state=",
@@ -72,21 +159,31 @@ async fn oauth_login_single_use_codes_states_and_denial() {
     );
     assert!(authorize.starts_with(&expected), "{authorize}");
     assert!(authorize.ends_with("#wechat_redirect"), "{authorize}");
+    let state = authorize
+        .split(['?', '&', '#'])
+        .find_map(|p| p.strip_prefix("state="))
+        .unwrap();
+    assert!(
+        state.len() <= 128 && state.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "WeChat's state: at most 128 bytes of a-zA-Z0-9: {state}"
+    );
 
     // The simulator (base scope) sends the browser back with a code.
-    let back = http
-        .get(authorize.split('#').next().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let back = browser.get(authorize.split('#').next().unwrap()).await;
     assert_eq!(back.status(), 302);
     let callback = location(&back);
-    let done = http.get(&callback).send().await.unwrap();
+    let login_cookie = browser.jar["wxoa_login"].clone();
+    let done = browser.get(&callback).await;
     assert_eq!(done.status(), 302);
-    assert_eq!(location(&done), "/demo");
-    let cookie = done.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert_eq!(location(&done), format!("{base}/demo"));
+    let cookie = set_cookie(&done, "wxoa_session").expect("the session cookie");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "{cookie}");
+    let cleared = set_cookie(&done, "wxoa_login").expect("the login cookie is cleared");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+    assert!(!browser.jar.contains_key("wxoa_login"));
     let session = cookie.split(';').next().unwrap().to_owned();
+    let http = &browser.http;
     let me: Value = http
         .get(format!("{base}/oauth/me"))
         .header("cookie", &session)
@@ -122,8 +219,13 @@ async fn oauth_login_single_use_codes_states_and_denial() {
         .unwrap();
     assert_eq!(refreshed.status(), 200, "{:?}", refreshed.text().await);
 
-    // The same callback again: its state was used.
-    let replay = http.get(&callback).send().await.unwrap();
+    // The same callback again, with the login cookie it had: its state was used.
+    let replay = http
+        .get(&callback)
+        .header("cookie", format!("wxoa_login={login_cookie}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(replay.status(), 400);
     let error: Value = replay.json().await.unwrap();
     assert!(
@@ -140,58 +242,47 @@ async fn oauth_login_single_use_codes_states_and_denial() {
         .find_map(|p| p.strip_prefix("code="))
         .unwrap()
         .to_owned();
-    let again = http
-        .get(format!("{base}/oauth/{PLAIN_APP}/start?return=/demo"))
-        .send()
-        .await
-        .unwrap();
+    let again = browser
+        .get(&format!("{base}/oauth/{PLAIN_APP}/start?return=/demo"))
+        .await;
     let state = location(&again)
         .split(['?', '&', '#'])
         .find_map(|p| p.strip_prefix("state="))
         .unwrap()
         .to_owned();
-    let reused = http
-        .get(format!(
+    let reused = browser
+        .get(&format!(
             "{base}/oauth/{PLAIN_APP}/callback?code={code}&state={state}"
         ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(location(&reused), "/demo?wxoa_error=code_used");
+        .await;
+    assert_eq!(
+        location(&reused),
+        format!("{base}/demo?wxoa_error=code_used")
+    );
 
     // A forged state, a return URL not allowed, an unknown app.
-    let forged = http
-        .get(format!(
+    let forged = browser
+        .get(&format!(
             "{base}/oauth/{PLAIN_APP}/callback?code=x&state={}",
             "0".repeat(64)
         ))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(forged.status(), 400);
-    let evil = http
-        .get(format!(
+    let evil = browser
+        .get(&format!(
             "{base}/oauth/{PLAIN_APP}/start?return=https://evil.example/"
         ))
-        .send()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(evil.status(), 403);
-    let unknown = http
-        .get(format!("{base}/oauth/wxnobody/start"))
-        .send()
-        .await
-        .unwrap();
+    let unknown = browser.get(&format!("{base}/oauth/wxnobody/start")).await;
     assert_eq!(unknown.status(), 404);
 
     // Userinfo scope: the user declines on the consent page.
-    let start = http
-        .get(format!(
+    let start = browser
+        .get(&format!(
             "{base}/oauth/{PLAIN_APP}/start?scope=snsapi_userinfo&return=/demo"
         ))
-        .send()
-        .await
-        .unwrap();
+        .await;
     let authorize = location(&start);
     let query = authorize
         .split('#')
@@ -199,28 +290,148 @@ async fn oauth_login_single_use_codes_states_and_denial() {
         .unwrap()
         .split_once('?')
         .unwrap()
-        .1;
-    let page = http
-        .get(authorize.split('#').next().unwrap())
-        .send()
-        .await
-        .unwrap();
+        .1
+        .to_owned();
+    let page = browser.get(authorize.split('#').next().unwrap()).await;
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(
         html.contains("id=\"allow\"") && html.contains("id=\"deny\""),
         "{html}"
     );
-    let denied = http
-        .get(format!(
+    let denied = browser
+        .get(&format!(
             "{}/connect/oauth2/authorize/confirm?{query}&openid=o_web_user&decision=deny",
             platform.sim_url
         ))
-        .send()
+        .await;
+    let back = browser.get(&location(&denied)).await;
+    assert_eq!(
+        location(&back),
+        format!("{base}/demo?wxoa_error=access_denied")
+    );
+}
+
+/// The keys under a test's Redis prefix and the bytes Redis says they take (`MEMORY USAGE`).
+async fn redis_footprint(config: &Config) -> (usize, u64) {
+    use secrecy::ExposeSecret;
+    let client = redis::Client::open(config.redis.url.expose_secret()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}:*", config.redis.key_prefix))
+        .query_async(&mut redis)
         .await
         .unwrap();
-    let back = http.get(location(&denied)).send().await.unwrap();
-    assert_eq!(location(&back), "/demo?wxoa_error=access_denied");
+    let mut bytes = 0;
+    for key in &keys {
+        let usage: Option<u64> = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(key)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        bytes += usage.unwrap_or_default();
+    }
+    (keys.len(), bytes)
+}
+
+#[tokio::test]
+async fn start_caps_the_return_length() {
+    let platform = Platform::start(shared_config(), "", true).await;
+    let base = web(&platform).await;
+    let mut browser = Browser::new();
+    let longest = format!("/demo?{}", "a".repeat(1024 - 6));
+    let fits = browser
+        .get(&format!(
+            "{base}/oauth/{PLAIN_APP}/start?return={}",
+            wxoa_wire::web::percent_encode(&longest)
+        ))
+        .await;
+    assert_eq!(fits.status(), 302, "{:?}", fits.text().await);
+    for ret in [
+        format!("{longest}a"),
+        format!("/demo?{}", "a".repeat(48 * 1024)),
+    ] {
+        let long = browser
+            .get(&format!(
+                "{base}/oauth/{PLAIN_APP}/start?return={}",
+                wxoa_wire::web::percent_encode(&ret)
+            ))
+            .await;
+        assert_eq!(long.status(), 400, "a {}-byte return", ret.len());
+        let error: Value = long.json().await.unwrap();
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("web.max_return_len"),
+            "{error}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn pending_logins_per_app_are_capped_and_redis_stays_bounded() {
+    let platform = Platform::start(shared_config(), "", true).await;
+    let base = web_with(&platform, |c| {
+        c.web.max_pending_per_app = 50;
+        c.web.start_per_client_per_min = 0;
+    })
+    .await;
+    let (keys_before, bytes_before) = redis_footprint(&platform.config).await;
+    let mut browser = Browser::new();
+    let ret = format!("/demo?{}", "r".repeat(1000));
+    let url = format!(
+        "{base}/oauth/{PLAIN_APP}/start?return={}",
+        wxoa_wire::web::percent_encode(&ret)
+    );
+    let mut started = 0;
+    let mut refused = 0;
+    let mut last_authorize = String::new();
+    for _ in 0..300 {
+        let answer = browser.get(&url).await;
+        match answer.status().as_u16() {
+            302 => {
+                started += 1;
+                last_authorize = location(&answer);
+            }
+            429 => {
+                let error: Value = answer.json().await.unwrap();
+                let message = error["error"]["message"].as_str().unwrap().to_owned();
+                assert!(message.contains("web.max_pending_per_app"), "{message}");
+                refused += 1;
+            }
+            other => panic!("/start answered {other}"),
+        }
+    }
+    assert_eq!((started, refused), (50, 250));
+    // 300 starts with 1 KB returns: Redis holds no returns, only the app's pending nonces.
+    let (keys, bytes) = redis_footprint(&platform.config).await;
+    println!(
+        "redis after 300 /start with 1 KB returns: {} keys, {} bytes (before: {keys_before} keys, {bytes_before} bytes)",
+        keys, bytes
+    );
+    assert!(keys <= keys_before + 1, "{keys} keys");
+    assert!(
+        bytes.saturating_sub(bytes_before) < 50 * 200,
+        "{} bytes for 50 pending logins",
+        bytes.saturating_sub(bytes_before)
+    );
+    // A finished login frees its place (the jar holds the last started login's cookie).
+    let back = browser.get(last_authorize.split('#').next().unwrap()).await;
+    assert_eq!(back.status(), 302);
+    let done = browser.get(&location(&back)).await;
+    assert_eq!(done.status(), 302, "{:?}", done.text().await);
+    assert_eq!(location(&done), format!("{base}{ret}"));
+    let again = browser.get(&url).await;
+    assert_eq!(again.status(), 302);
+    let full = browser.get(&url).await;
+    assert_eq!(full.status(), 429);
+    // Another app has its own cap.
+    let other = browser
+        .get(&format!("{base}/oauth/{SAFE_APP}/start?return=/demo"))
+        .await;
+    assert_eq!(other.status(), 302);
 }
 
 #[tokio::test]
@@ -280,6 +491,342 @@ async fn jssdk_configs_are_accepted_and_origins_limited() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
+}
+
+#[tokio::test]
+async fn start_is_rate_limited_per_client_and_forwarded_for_only_from_trusted_proxies() {
+    let platform = Platform::start(shared_config(), "", true).await;
+    let limit = |c: &mut Config| c.web.start_per_client_per_min = 5;
+    let direct = web_with(&platform, limit).await;
+    let mut browser = Browser::new();
+    let start = |base: &str| format!("{base}/oauth/{PLAIN_APP}/start?return=/demo");
+    // No trusted proxy: the peer is the client, whatever X-Forwarded-For says.
+    for i in 0..7 {
+        let spoofed = format!("198.51.100.{i}");
+        let answer = browser
+            .get_with(&start(&direct), &[("x-forwarded-for", &spoofed)])
+            .await;
+        if i < 5 {
+            assert_eq!(answer.status(), 302, "start {i}");
+        } else {
+            assert_eq!(answer.status(), 429, "start {i}");
+            let error: Value = answer.json().await.unwrap();
+            let message = error["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains("web.start_per_client_per_min"),
+                "{message}"
+            );
+        }
+    }
+    // Behind a trusted proxy: the rightmost hop it did not add is the client, so a spoofed
+    // leftmost hop changes nothing; clients have their own budgets; an IPv6 /64 is one client.
+    let proxied = web_with(&platform, |c| {
+        limit(c);
+        c.web.trusted_proxies = vec!["127.0.0.0/8".into()];
+    })
+    .await;
+    for i in 0..5 {
+        let hops = format!("10.9.9.{i}, 203.0.113.7");
+        let answer = browser
+            .get_with(&start(&proxied), &[("x-forwarded-for", &hops)])
+            .await;
+        assert_eq!(answer.status(), 302, "start {i}");
+    }
+    for hops in [
+        "203.0.113.7",
+        "1.2.3.4, 203.0.113.7",
+        "203.0.113.7, 127.0.0.5",
+    ] {
+        let answer = browser
+            .get_with(&start(&proxied), &[("x-forwarded-for", hops)])
+            .await;
+        assert_eq!(answer.status(), 429, "{hops}");
+    }
+    let other = browser
+        .get_with(&start(&proxied), &[("x-forwarded-for", "203.0.113.8")])
+        .await;
+    assert_eq!(other.status(), 302);
+    for i in 0..6 {
+        let hop = format!("2001:db8:1:2::{i}");
+        let answer = browser
+            .get_with(&start(&proxied), &[("x-forwarded-for", &hop)])
+            .await;
+        assert_eq!(answer.status(), if i < 5 { 302 } else { 429 }, "{hop}");
+    }
+}
+
+#[tokio::test]
+async fn hostile_return_urls_are_refused_and_good_ones_work() {
+    let platform = Platform::start(shared_config(), "", true).await;
+    let base = web_with(&platform, |c| {
+        c.web.return_urls = vec!["https://shop.example.com/a".into()];
+        c.web.start_per_client_per_min = 0;
+    })
+    .await;
+    let other_port = format!("http://127.0.0.1:{}/demo", free_port());
+    let hostile = [
+        "https://evil.example/",
+        "//evil.example/",
+        "///evil.example/",
+        "/\\evil.example/",
+        "\\\\evil.example/",
+        "/\\/evil.example/",
+        "/\t/evil.example/",
+        "/\n/evil.example/",
+        "\t//evil.example/",
+        " //evil.example/",
+        "/%5Cevil.example/",
+        "/%5cevil.example/",
+        "/%2F%2Fevil.example/",
+        "/%2f/evil.example/",
+        "/demo/..//evil.example/",
+        "/./%2e%2e//evil.example",
+        "https:evil.example",
+        "https:/evil.example",
+        "javascript:alert(1)",
+        "JaVaScRiPt:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "https://shop.example.com/abc",
+        "https://shop.example.com/",
+        "https://shop.example.com",
+        "https://shop.example.com.evil.com/a",
+        "https://shop.example.com@evil.com/a",
+        "https://user:pw@shop.example.com/a",
+        "http://shop.example.com/a",
+        "https://shop.example.com:8443/a",
+        "https://shop.example.com/a/../b",
+        "https://shop.example.com/a/%2e%2e/b",
+        "https://shop.example.com/a%2fb",
+        "https://shop.example.com/a\\..\\b",
+        other_port.as_str(),
+        "",
+    ];
+    let mut browser = Browser::new();
+    let mut failures = Vec::new();
+    for ret in hostile {
+        let answer = browser
+            .get(&format!(
+                "{base}/oauth/{PLAIN_APP}/start?return={}",
+                wxoa_wire::web::percent_encode(ret)
+            ))
+            .await;
+        let status = answer.status().as_u16();
+        if !(status == 400 || status == 403) || answer.headers().contains_key("location") {
+            failures.push(format!("{ret:?} → {status}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "hostile returns let through: {failures:#?}"
+    );
+
+    // Good ones: this service (relative or absolute) and under the allowed prefix.
+    let good = [
+        ("/demo", format!("{base}/demo")),
+        ("/demo?x=1&y=%2F#top", format!("{base}/demo?x=1&y=%2F#top")),
+        ("/", format!("{base}/")),
+        (&format!("{base}/demo"), format!("{base}/demo")),
+        (
+            "https://shop.example.com/a",
+            "https://shop.example.com/a".into(),
+        ),
+        (
+            "https://SHOP.example.com/a/b?c=d",
+            "https://shop.example.com/a/b?c=d".into(),
+        ),
+        (
+            "https://shop.example.com:443/a/",
+            "https://shop.example.com/a/".into(),
+        ),
+    ];
+    for (ret, expected) in good {
+        let back = callback_url(&mut browser, &base, PLAIN_APP, ret).await;
+        let done = browser.get(&back).await;
+        assert_eq!(done.status(), 302, "{ret}");
+        assert_eq!(location(&done), expected, "{ret}");
+    }
+}
+
+#[tokio::test]
+async fn the_callback_needs_the_browser_that_started_the_login() {
+    let platform = Platform::start(shared_config(), "", true).await;
+    let base = web(&platform).await;
+    // The attacker starts a login in their browser and captures the callback URL.
+    let mut attacker = Browser::new();
+    let captured = callback_url(&mut attacker, &base, PLAIN_APP, "/demo").await;
+
+    // A victim's browser with no login cookie: refused, no session.
+    let mut victim = Browser::new();
+    let refused = victim.get(&captured).await;
+    assert_eq!(refused.status(), 403);
+    assert!(set_cookie(&refused, "wxoa_session").is_none());
+    let error: Value = refused.json().await.unwrap();
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("browser"), "{message}");
+
+    // A victim who started a login of their own: their cookie is for another state.
+    let own = callback_url(&mut victim, &base, PLAIN_APP, "/demo").await;
+    let refused = victim.get(&captured).await;
+    assert_eq!(refused.status(), 403);
+    assert!(set_cookie(&refused, "wxoa_session").is_none());
+    // A forged cookie is no better.
+    let mut forger = Browser::new();
+    forger.jar.insert("wxoa_login".into(), "e30.AAAA".into());
+    assert_eq!(forger.get(&captured).await.status(), 403);
+    // The victim's own login still works, and the refusals did not use the attacker's state.
+    let done = victim.get(&own).await;
+    assert_eq!(location(&done), format!("{base}/demo"));
+    assert!(set_cookie(&done, "wxoa_session").is_some());
+    let done = attacker.get(&captured).await;
+    assert_eq!(location(&done), format!("{base}/demo"));
+    assert!(set_cookie(&done, "wxoa_session").is_some());
+}
+
+#[tokio::test]
+async fn cookies_are_secure_when_the_public_url_is_https() {
+    let platform = Platform::start(shared_config(), "", true).await;
+    let public = "https://web.example.com";
+    let base = web_with(&platform, |c| c.web.public_url = public.into()).await;
+    let mut browser = Browser::new();
+    let start = browser
+        .get(&format!("{base}/oauth/{PLAIN_APP}/start?return=/demo"))
+        .await;
+    assert_eq!(start.status(), 302);
+    let binding = set_cookie(&start, "wxoa_login").unwrap();
+    for attribute in ["HttpOnly", "SameSite=Lax", "Secure", "Max-Age=600"] {
+        assert!(binding.contains(attribute), "{attribute}: {binding}");
+    }
+    // The simulator sends the browser to the public URL; here it is the listener.
+    let back = browser
+        .get(location(&start).split('#').next().unwrap())
+        .await;
+    let callback = location(&back).replacen(public, &base, 1);
+    let done = browser.get(&callback).await;
+    assert_eq!(location(&done), format!("{public}/demo"));
+    let session = set_cookie(&done, "wxoa_session").unwrap();
+    for attribute in ["HttpOnly", "SameSite=Lax", "Secure"] {
+        assert!(session.contains(attribute), "{attribute}: {session}");
+    }
+    let cleared = set_cookie(&done, "wxoa_login").unwrap();
+    assert!(
+        cleared.contains("Secure") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+}
+
+#[tokio::test]
+async fn cors_headers_only_for_allowed_origins() {
+    let platform = Platform::start(shared_config(), "", true).await;
+    let base = web_with(&platform, |c| {
+        c.web.allowed_origins = vec!["https://shop.example.com".into()];
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let config = format!("{base}/jssdk/config?appid={SAFE_APP}&url=https://shop.example.com/p");
+    let allowed = http
+        .get(&config)
+        .header("origin", "https://shop.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 200);
+    let headers = allowed.headers();
+    assert_eq!(
+        headers
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap()),
+        Some("https://shop.example.com")
+    );
+    assert!(
+        headers.get_all("vary").iter().any(|v| v
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase()
+            .contains("origin")),
+        "{headers:?}"
+    );
+    assert!(!headers.contains_key("access-control-allow-credentials"));
+    let preflight = http
+        .request(reqwest::Method::OPTIONS, &config)
+        .header("origin", "https://shop.example.com")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let headers = preflight.headers();
+    assert_eq!(
+        headers
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap()),
+        Some("https://shop.example.com")
+    );
+    assert!(
+        headers["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("GET")
+    );
+    // Other origins: no CORS headers (and 403), for the request and its preflight.
+    for origin in [
+        "https://evil.example",
+        "https://shop.example.com.evil.example",
+        "null",
+    ] {
+        let foreign = http
+            .get(&config)
+            .header("origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(foreign.status(), 403, "{origin}");
+        assert!(
+            !foreign
+                .headers()
+                .contains_key("access-control-allow-origin")
+        );
+        let preflight = http
+            .request(reqwest::Method::OPTIONS, &config)
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .send()
+            .await
+            .unwrap();
+        assert!(!preflight.status().is_success(), "{origin}");
+        assert!(
+            !preflight
+                .headers()
+                .contains_key("access-control-allow-origin")
+        );
+    }
+    // Without an Origin (servers, same origin): served, no CORS headers needed.
+    let plain = http.get(&config).send().await.unwrap();
+    assert_eq!(plain.status(), 200);
+    assert!(!plain.headers().contains_key("access-control-allow-origin"));
+}
+
+#[tokio::test]
+async fn the_web_service_refuses_to_start_without_a_session_secret() {
+    let platform = Platform::start(shared_config(), "", false).await;
+    let mut config = platform.config.clone();
+    config.web.demo = false;
+    let refused = wxoa_web::App::build(&config, Health::default()).await;
+    let error = refused.err().expect("refused without web.session_secret");
+    assert!(error.to_string().contains("web.session_secret"), "{error}");
+    // With a secret, or in the demo (`wxoa dev`), it starts.
+    config.web.session_secret = "a-long-enough-test-session-secret".to_owned().into();
+    assert!(
+        wxoa_web::App::build(&config, Health::default())
+            .await
+            .is_ok()
+    );
+    config.web.session_secret = String::new().into();
+    config.web.demo = true;
+    assert!(
+        wxoa_web::App::build(&config, Health::default())
+            .await
+            .is_ok()
+    );
 }
 
 /// A chromedriver on a free port, killed on drop.

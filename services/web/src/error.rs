@@ -14,6 +14,9 @@ pub enum WebError {
     /// Binding or serving failed.
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
+    /// The `[web]` configuration is refused at start.
+    #[error("web configuration: {0}")]
+    Config(String),
     /// The request is wrong (a missing or bad parameter).
     #[error("{0}")]
     BadRequest(String),
@@ -23,6 +26,9 @@ pub enum WebError {
     /// The origin or return URL is not allowed.
     #[error("{0}")]
     Forbidden(String),
+    /// A limit was reached (`Retry-After` says when to try again).
+    #[error("{0}")]
+    TooManyRequests(String),
     /// The app is not served here.
     #[error("unknown app {0}")]
     UnknownApp(String),
@@ -41,6 +47,7 @@ impl WebError {
             WebError::BadRequest(_) => "bad_request",
             WebError::Unauthorized => "unauthorized",
             WebError::Forbidden(_) => "forbidden",
+            WebError::TooManyRequests(_) => "too_many_requests",
             WebError::UnknownApp(_) => "unknown_app",
             WebError::Wechat(e) => match e.errcode() {
                 Some(40029) => "invalid_code",
@@ -48,7 +55,9 @@ impl WebError {
                 Some(40030) => "invalid_refresh_token",
                 _ => "wechat",
             },
-            WebError::Redis(_) | WebError::Connect(_) | WebError::Io(_) => "unavailable",
+            WebError::Redis(_) | WebError::Connect(_) | WebError::Io(_) | WebError::Config(_) => {
+                "unavailable"
+            }
         }
     }
 
@@ -57,6 +66,7 @@ impl WebError {
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::Unauthorized => StatusCode::UNAUTHORIZED,
             WebError::Forbidden(_) => StatusCode::FORBIDDEN,
+            WebError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             WebError::UnknownApp(_) => StatusCode::NOT_FOUND,
             WebError::Wechat(e) if e.errcode().is_some() && !e.is_transient() => {
                 StatusCode::BAD_REQUEST
@@ -70,6 +80,13 @@ impl WebError {
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code(), "message": self.to_string()}});
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if matches!(self, WebError::TooManyRequests(_)) {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("60"),
+            );
+        }
+        response
     }
 }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, header};
-use axum::response::Html;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
 use rand::Rng;
 use serde_json::{Value, json};
 use wxoa_runtime::now_ms;
@@ -39,27 +39,83 @@ fn app_id<'a>(shared: &'a Shared, query: &'a HashMap<String, String>) -> Result<
         .ok_or_else(|| WebError::UnknownApp(app_id.to_owned()))
 }
 
+/// The CORS answer to a request's `Origin`: `None` without one; `Some(Ok(origin))` for an
+/// allowed origin (echoed back), `Some(Err(..))` (403, no CORS headers) for any other.
+fn cors_origin(shared: &Shared, headers: &HeaderMap) -> Option<Result<HeaderValue, WebError>> {
+    let origin = headers.get(header::ORIGIN)?;
+    let text = origin.to_str().unwrap_or_default();
+    Some(if shared.origins.iter().any(|allowed| allowed == text) {
+        Ok(origin.clone())
+    } else {
+        Err(WebError::Forbidden(format!(
+            "origin {text} is not allowed (web.allowed_origins)"
+        )))
+    })
+}
+
+/// `response` with the CORS headers for `origin` (`Vary: Origin` always: the answer depends
+/// on it).
+fn with_cors(mut response: Response, origin: Option<HeaderValue>) -> Response {
+    let headers = response.headers_mut();
+    headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(origin) = origin {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    }
+    response
+}
+
+/// `OPTIONS /jssdk/config`: the CORS preflight. An allowed origin may `GET` (no credentials,
+/// no extra headers); any other gets 403 without CORS headers.
+pub(crate) async fn preflight(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let origin = match cors_origin(&shared, &headers) {
+        Some(Ok(origin)) => origin,
+        Some(Err(e)) => return e.into_response(),
+        None => {
+            return WebError::BadRequest("a CORS preflight without an Origin".into())
+                .into_response();
+        }
+    };
+    let mut response = with_cors(StatusCode::NO_CONTENT.into_response(), Some(origin));
+    let h = response.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    h.append(
+        header::VARY,
+        HeaderValue::from_static("Access-Control-Request-Method, Access-Control-Request-Headers"),
+    );
+    response
+}
+
 /// `GET /jssdk/config?appid&url&apis=a,b`.
 pub(crate) async fn config(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let origin = match cors_origin(&shared, &headers) {
+        Some(Ok(origin)) => Some(origin),
+        Some(Err(e)) => return with_cors(e.into_response(), None),
+        None => None,
+    };
+    let answer = match signed_config(&shared, &query).await {
+        Ok(config) => config.into_response(),
+        Err(e) => e.into_response(),
+    };
+    with_cors(answer, origin)
+}
+
+async fn signed_config(
+    shared: &Shared,
+    query: &HashMap<String, String>,
 ) -> Result<Json<Value>, WebError> {
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())
-        && !shared
-            .config
-            .web
-            .allowed_origins
-            .iter()
-            .any(|allowed| allowed == origin)
-        && origin != shared.public_url
-    {
-        return Err(WebError::Forbidden(format!(
-            "origin {origin} is not allowed (web.allowed_origins)"
-        )));
-    }
-    let app_id = app_id(&shared, &query)?;
-    let url = param(&query, "url")?;
+    let app_id = app_id(shared, query)?;
+    let url = param(query, "url")?;
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(WebError::BadRequest(
             "url must be the page's full http(s) URL".into(),

@@ -3,17 +3,18 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /oauth/<appid>/start?scope=snsapi_base\|snsapi_userinfo&return=<url>` | 302 to WeChat's authorize page with a signed, single-use `state`; `return` must be a path here or under `web.return_urls` |
-//! | `GET /oauth/<appid>/callback?code&state` | checks the state, exchanges the code (once), fetches the profile for `snsapi_userinfo`, sets the `wxoa_session` cookie (a signed token) and 302s to `return`; on failure 302s to `return` with `wxoa_error=<code>` |
+//! | `GET /oauth/<appid>/start?scope=snsapi_base\|snsapi_userinfo&return=<url>` | 302 to WeChat's authorize page with a signed, single-use `state`, and the `wxoa_login` cookie binding it to this browser; `return` must resolve (as a browser resolves it) to this service or under `web.return_urls`; limited per client and per app |
+//! | `GET /oauth/<appid>/callback?code&state` | checks the state and the browser's `wxoa_login` cookie, uses the state once, exchanges the code (once), fetches the profile for `snsapi_userinfo`, sets the `wxoa_session` cookie (a signed token) and 302s to `return`; on failure 302s to `return` with `wxoa_error=<code>` |
 //! | `GET /oauth/me` | the session's user (cookie or `Authorization: Bearer <token>`), with the token |
 //! | `POST /oauth/refresh` | refreshes the session user's web access_token |
-//! | `GET /jssdk/config?appid&url&apis=a,b` | `{appId, timestamp, nonceStr, signature, jsApiList}` from the jsapi_ticket the token service keeps in Redis (the URL's fragment removed, its query kept); browser origins limited to `web.allowed_origins` |
+//! | `GET /jssdk/config?appid&url&apis=a,b` | `{appId, timestamp, nonceStr, signature, jsApiList}` from the jsapi_ticket the token service keeps in Redis (the URL's fragment removed, its query kept); browser origins limited to `web.allowed_origins`, which get CORS headers (`OPTIONS` answers the preflight) |
 //! | `GET /demo`, `GET /demo/check` | the demo page (`web.demo`) and its signature check against the simulator |
 
 #![warn(missing_docs)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -25,6 +26,7 @@ use wxoa_runtime::connect::RedisConn;
 use wxoa_wechat::WechatClient;
 
 mod error;
+mod guard;
 pub mod jssdk;
 pub mod oauth;
 pub mod sign;
@@ -42,6 +44,33 @@ pub(crate) struct Shared {
     http: reqwest::Client,
     signer: sign::Signer,
     public_url: String,
+    /// Where OAuth2 may send users back.
+    returns: guard::ReturnPolicy,
+    /// Origins that get CORS headers (`web.allowed_origins` and this service's).
+    origins: Vec<String>,
+    /// `web.trusted_proxies`.
+    proxies: Vec<guard::Cidr>,
+    /// `/start`s per client per minute.
+    start_limit: guard::StartLimit,
+    /// Cookies get `Secure` (`public_url` is https).
+    secure: bool,
+    /// The login cookie's `Path`: `<public_url path>/oauth/`.
+    login_path: String,
+    no_peer_logged: AtomicBool,
+}
+
+impl Shared {
+    /// The listener gave a request no peer address: the per-client limit cannot count it
+    /// (logged once; `web.max_pending_per_app` still holds).
+    fn no_peer_address(&self) {
+        if self.config.web.start_per_client_per_min > 0
+            && !self.no_peer_logged.swap(true, Ordering::Relaxed)
+        {
+            tracing::error!(
+                "the listener gives no peer address (ConnectInfo): web.start_per_client_per_min cannot be applied"
+            );
+        }
+    }
 }
 
 /// The web service, bound and not yet serving.
@@ -52,24 +81,62 @@ pub struct App {
 }
 
 impl App {
-    /// Connects to NATS and Redis and binds `web.listen`.
+    /// Checks `[web]`, binds `web.listen` and connects to NATS and Redis. Without
+    /// `web.session_secret` it refuses to start unless `web.demo` is on: replicas with random
+    /// keys would refuse each other's states and sessions.
     pub async fn build(config: &Config, health: Health) -> Result<App, WebError> {
-        let (nats, redis) = wxoa_runtime::connect::watched(config, "wxoa-web", &health).await?;
-        let listener = tokio::net::TcpListener::bind(config.web.listen).await?;
+        let web = &config.web;
+        if web.session_secret.expose_secret().is_empty() {
+            if !web.demo {
+                return Err(WebError::Config(
+                    "web.session_secret is empty: set one (the same on every replica; it signs states, login cookies and sessions). Only the demo (web.demo, as wxoa dev runs it) may run with a random key".into(),
+                ));
+            }
+            tracing::warn!(
+                "web.session_secret is empty: a random key for this process (demo only; sessions end with it)"
+            );
+        }
+        if web.max_pending_per_app == 0 {
+            return Err(WebError::Config(
+                "web.max_pending_per_app is 0: no login could start".into(),
+            ));
+        }
+        let proxies = web
+            .trusted_proxies
+            .iter()
+            .map(|p| guard::Cidr::parse(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(WebError::Config)?;
+        let listener = tokio::net::TcpListener::bind(web.listen).await?;
         let addr = listener.local_addr()?;
-        let public_url = if config.web.public_url.is_empty() {
+        let public_url = if web.public_url.is_empty() {
             format!("http://{addr}")
         } else {
-            config.web.public_url.trim_end_matches('/').to_owned()
+            web.public_url.trim_end_matches('/').to_owned()
         };
+        let returns = guard::ReturnPolicy::new(&public_url, &web.return_urls, web.max_return_len)
+            .map_err(WebError::Config)?;
+        let origins =
+            guard::origins(&public_url, &web.allowed_origins).map_err(WebError::Config)?;
+        let parsed = reqwest::Url::parse(&public_url)
+            .map_err(|e| WebError::Config(format!("web.public_url {public_url:?}: {e}")))?;
+        let public_path = parsed.path().trim_end_matches('/').to_owned();
+        let (nats, redis) = wxoa_runtime::connect::watched(config, "wxoa-web", &health).await?;
         tracing::info!(%addr, public_url, "web service listening");
         let shared = Shared {
             wechat: WechatClient::new(config, redis.clone(), nats, &health),
             http: wxoa_wechat::http_client(&config.wechat),
-            signer: sign::Signer::new(config.web.session_secret.expose_secret()),
+            signer: sign::Signer::new(web.session_secret.expose_secret()),
             config: config.clone(),
             redis,
+            secure: parsed.scheme() == "https",
+            login_path: format!("{public_path}/oauth/"),
             public_url,
+            returns,
+            origins,
+            proxies,
+            start_limit: guard::StartLimit::new(web.start_per_client_per_min),
+            no_peer_logged: AtomicBool::new(false),
         };
         Ok(App {
             shared: Arc::new(shared),
@@ -97,24 +164,25 @@ impl App {
             .route("/oauth/{appid}/callback", get(oauth::callback))
             .route("/oauth/me", get(oauth::me))
             .route("/oauth/refresh", post(oauth::refresh))
-            .route("/jssdk/config", get(jssdk::config));
+            .route(
+                "/jssdk/config",
+                get(jssdk::config).options(jssdk::preflight),
+            );
         if shared.config.web.demo {
             router = router
                 .route("/demo", get(jssdk::demo))
                 .route("/demo/check", get(jssdk::check));
         }
-        wxoa_runtime::serve::serve(
-            listener,
-            shared.config.web.limits,
-            router.with_state(shared),
-            "web",
-            health.clone(),
-            async move {
+        // The peer address (ConnectInfo) is the client of the per-client `/start` limit.
+        let service = router
+            .with_state(shared)
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, service)
+            .with_graceful_shutdown(async move {
                 shutdown.cancelled().await;
                 health.stopping();
-            },
-        )
-        .await?;
+            })
+            .await?;
         Ok(())
     }
 }

@@ -1,33 +1,57 @@
 //! OAuth2 web authorization: start, callback, the session user, refresh.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use redis::AsyncCommands;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use sha1::{Digest, Sha1};
 use wxoa_runtime::now_ms;
 use wxoa_wechat::sns::{self, WebGrant};
 use wxoa_wire::names::keys;
 
-use crate::sign::Session;
-use crate::{COOKIE, Shared, WebError};
+use crate::sign::{Login, Session};
+use crate::{COOKIE, Shared, WebError, guard};
 
 /// How long a login may take between start and callback.
-const STATE_TTL_SECS: u64 = 600;
+pub(crate) const STATE_TTL_SECS: u64 = 600;
 /// How long an exchanged code is remembered (WeChat's codes live 5 minutes).
 const CODE_TTL_SECS: u64 = 600;
+/// The cookie that binds a login to the browser that started it (see [`Login`]).
+pub const LOGIN_COOKIE: &str = "wxoa_login";
 
-/// A pending login, kept under its state's nonce.
-#[derive(Serialize, Deserialize)]
-struct Pending {
-    scope: String,
-    ret: String,
+/// Adds a login to the app's pending set (a sorted set: nonce → expiry in ms), unless the app
+/// has `cap` unexpired ones already. `KEYS[1]` the set; `ARGV`: now, expiry, cap, nonce, TTL
+/// (ms). 1: added; 0: full.
+const ADD_PENDING: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+";
+
+/// Takes a login out of the app's pending set: 1 when it was there and unexpired (its single
+/// use), else 0. `KEYS[1]` the set; `ARGV`: now (ms), nonce.
+const TAKE_PENDING: &str = r"
+local expires = redis.call('ZSCORE', KEYS[1], ARGV[2])
+if not expires then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[2])
+if tonumber(expires) <= tonumber(ARGV[1]) then return 0 end
+return 1
+";
+
+/// The app's pending logins: `<prefix>:{<appid>}:web:state:pending`, a sorted set of state
+/// nonces scored by expiry (ms); no nonce is `pending`.
+fn pending_key(shared: &Shared, app_id: &str) -> String {
+    keys::web_state(&shared.config.redis.key_prefix, app_id, "pending")
 }
 
 /// `?scope&return`.
@@ -49,51 +73,83 @@ fn app_of<'a>(
         .ok_or_else(|| WebError::UnknownApp(app_id.to_owned()))
 }
 
-/// A return URL is a path on this service or under one of `web.return_urls`.
-fn allowed_return(shared: &Shared, ret: &str) -> bool {
-    (ret.starts_with('/') && !ret.starts_with("//"))
-        || shared
-            .config
-            .web
-            .return_urls
-            .iter()
-            .any(|prefix| !prefix.is_empty() && ret.starts_with(prefix.as_str()))
+/// A `Set-Cookie` for cookie `name` with the service's attributes (`Secure` when `public_url`
+/// is https).
+fn cookie(shared: &Shared, name: &str, value: &str, path: &str, max_age: u64) -> HeaderValue {
+    let secure = if shared.secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path={path}; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+    ))
+    .expect("cookie values and paths are header-safe")
+}
+
+/// The values of cookie `name` in a request (there may be several, for different paths).
+fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(move |c| c.trim().strip_prefix(name)?.strip_prefix('='))
 }
 
 /// `GET /oauth/<appid>/start`: 302 to WeChat's authorize page.
 pub(crate) async fn start(
     State(shared): State<Arc<Shared>>,
     Path(app_id): Path<String>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     Query(query): Query<StartQuery>,
 ) -> Result<Response, WebError> {
     app_of(&shared, &app_id)?;
+    let now = now_ms();
+    match peer {
+        Some(Extension(ConnectInfo(peer))) => {
+            let client = guard::client_ip(peer.ip(), &headers, &shared.proxies);
+            if !shared.start_limit.allow(client, now) {
+                return Err(WebError::TooManyRequests(format!(
+                    "too many logins started from this client: at most {} a minute (web.start_per_client_per_min)",
+                    shared.config.web.start_per_client_per_min
+                )));
+            }
+        }
+        None => shared.no_peer_address(),
+    }
     let scope = query.scope.unwrap_or_else(|| "snsapi_base".into());
     if scope != "snsapi_base" && scope != "snsapi_userinfo" {
         return Err(WebError::BadRequest(
             "scope must be snsapi_base or snsapi_userinfo".into(),
         ));
     }
-    let ret = query.ret.unwrap_or_else(|| "/".into());
-    if !allowed_return(&shared, &ret) {
-        return Err(WebError::Forbidden(format!(
-            "return URL {ret} is not allowed (web.return_urls)"
+    let ret = shared.returns.check(query.ret.as_deref().unwrap_or("/"))?;
+    let (state, nonce) = shared.signer.new_state();
+    let expires = now + STATE_TTL_SECS as i64 * 1000;
+    let added: i64 = redis::Script::new(ADD_PENDING)
+        .key(pending_key(&shared, &app_id))
+        .arg(now)
+        .arg(expires)
+        .arg(shared.config.web.max_pending_per_app)
+        .arg(&nonce)
+        .arg(STATE_TTL_SECS * 1000)
+        .invoke_async(&mut shared.redis.clone())
+        .await?;
+    if added == 0 {
+        tracing::warn!(
+            app_id,
+            cap = shared.config.web.max_pending_per_app,
+            "pending logins cap reached"
+        );
+        return Err(WebError::TooManyRequests(format!(
+            "too many logins pending for {app_id}: at most {} at once (web.max_pending_per_app); try again later",
+            shared.config.web.max_pending_per_app
         )));
     }
-    let (state, nonce) = shared.signer.new_state();
-    let pending = serde_json::to_string(&Pending {
-        scope: scope.clone(),
+    let login = Login {
+        app_id: app_id.clone(),
+        nonce_hash: Login::hash(&nonce),
         ret,
-    })
-    .expect("serializes");
-    let _: () = shared
-        .redis
-        .clone()
-        .set_ex(
-            keys::web_state(&shared.config.redis.key_prefix, &app_id, &nonce),
-            pending,
-            STATE_TTL_SECS,
-        )
-        .await?;
+        exp: expires / 1000,
+    };
     let redirect_uri = format!("{}/oauth/{app_id}/callback", shared.public_url);
     let url =
         wxoa_wire::web::oauth_authorize_url(&app_id, &redirect_uri, &scope, Some(&state), None);
@@ -102,30 +158,74 @@ pub(crate) async fn start(
         shared.config.wechat.open_base.trim_end_matches('/'),
         1,
     );
-    Ok(found(&url))
+    let mut response = found(&url);
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        cookie(
+            &shared,
+            LOGIN_COOKIE,
+            &shared.signer.login_cookie(&login),
+            &shared.login_path,
+            STATE_TTL_SECS,
+        ),
+    );
+    Ok(response)
 }
 
 /// `GET /oauth/<appid>/callback?code&state`.
 pub(crate) async fn callback(
     State(shared): State<Arc<Shared>>,
     Path(app_id): Path<String>,
+    headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, WebError> {
     let app = app_of(&shared, &app_id)?;
     let prefix = &shared.config.redis.key_prefix;
-    // The state: ours (signed), pending, and used once.
+    // The state: ours (signed), started in this browser, pending, and used once.
     let nonce = query
         .get("state")
         .and_then(|s| shared.signer.check_state(s))
         .ok_or_else(|| WebError::BadRequest("missing or forged state".into()))?;
-    let pending: Option<String> = redis::cmd("GETDEL")
-        .arg(keys::web_state(prefix, &app_id, nonce))
-        .query_async(&mut shared.redis.clone())
+    let now = now_ms();
+    let hash = Login::hash(nonce);
+    let mut seen = false;
+    let login = cookies(&headers, LOGIN_COOKIE)
+        .inspect(|_| seen = true)
+        .filter_map(|c| shared.signer.check_login(c, now / 1000))
+        .find(|l| l.app_id == app_id && l.nonce_hash == hash);
+    let Some(login) = login else {
+        tracing::info!(
+            app_id,
+            cookie = seen,
+            "callback refused: the login was not started in this browser"
+        );
+        return Err(WebError::Forbidden(if seen {
+            "this login was not started in this browser: its wxoa_login cookie is for another login, or expired".into()
+        } else {
+            "this login was not started in this browser: the wxoa_login cookie is missing (a callback URL opened elsewhere, or cookies blocked)".into()
+        }));
+    };
+    let taken: i64 = redis::Script::new(TAKE_PENDING)
+        .key(pending_key(&shared, &app_id))
+        .arg(now)
+        .arg(nonce)
+        .invoke_async(&mut shared.redis.clone())
         .await?;
-    let pending: Pending = pending
-        .and_then(|p| serde_json::from_str(&p).ok())
-        .ok_or_else(|| WebError::BadRequest("unknown, used or expired state".into()))?;
-    let back = |code: &str| found(&with_param(&pending.ret, "wxoa_error", code)).into_response();
+    if taken == 0 {
+        return Err(WebError::BadRequest(
+            "unknown, used or expired state".into(),
+        ));
+    }
+    // From here on every answer ends the login in this browser.
+    let clear = cookie(&shared, LOGIN_COOKIE, "", &shared.login_path, 0);
+    let ret = shared.returns.recheck(&login.ret)?;
+    let back = |code: &str| {
+        let mut response = found(&with_param(&ret, "wxoa_error", code));
+        response
+            .headers_mut()
+            .append(header::SET_COOKIE, clear.clone());
+        response
+    };
     let Some(code) = query.get("code").filter(|c| !c.is_empty()) else {
         tracing::info!(app_id, "the user declined web authorization");
         return Ok(back("access_denied"));
@@ -168,18 +268,22 @@ pub(crate) async fn callback(
         unionid: grant.unionid.clone().filter(|u| !u.is_empty()),
         scope: grant.scope.clone(),
         profile,
-        exp: now_ms() / 1000 + shared.config.web.session_ttl_secs as i64,
+        exp: now / 1000 + shared.config.web.session_ttl_secs as i64,
     };
     let token = shared.signer.session_token(&session);
-    let cookie = format!(
-        "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}",
-        shared.config.web.session_ttl_secs
-    );
-    let mut response = found(&pending.ret);
-    response.headers_mut().insert(
+    let mut response = found(&ret);
+    let headers = response.headers_mut();
+    headers.append(
         header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).map_err(|e| WebError::BadRequest(e.to_string()))?,
+        cookie(
+            &shared,
+            COOKIE,
+            &token,
+            "/",
+            shared.config.web.session_ttl_secs,
+        ),
     );
+    headers.append(header::SET_COOKIE, clear);
     tracing::info!(app_id, openid = %grant.openid, scope = %grant.scope, "user logged in");
     Ok(response)
 }
@@ -227,17 +331,7 @@ fn session_of(shared: &Shared, headers: &HeaderMap) -> Result<(Session, String),
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| {
-            c.trim()
-                .strip_prefix(&format!("{COOKIE}="))
-                .map(str::to_owned)
-        })
-        .next();
+    let cookie = cookies(headers, COOKIE).next().map(str::to_owned);
     let token = bearer
         .map(str::to_owned)
         .or(cookie)

@@ -33,6 +33,33 @@ pub struct Session {
     pub exp: i64,
 }
 
+/// A login in progress, in the HttpOnly cookie `/start` sets (signed, so the browser can
+/// neither forge nor alter it): it binds the state to the browser that started the login and
+/// carries where to send the user back, so Redis keeps nothing of it but the state's nonce.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Login {
+    /// The account.
+    #[serde(rename = "a")]
+    pub app_id: String,
+    /// The hex SHA-1 of the state's nonce.
+    #[serde(rename = "n")]
+    pub nonce_hash: String,
+    /// The absolute URL to send the user back to (checked at `/start`).
+    #[serde(rename = "r")]
+    pub ret: String,
+    /// Expiry, unix seconds (the state's).
+    #[serde(rename = "e")]
+    pub exp: i64,
+}
+
+impl Login {
+    /// The hash of `nonce` a login cookie holds.
+    pub fn hash(nonce: &str) -> String {
+        use sha1::Digest;
+        hex::encode(Sha1::digest(nonce.as_bytes()))
+    }
+}
+
 impl Signer {
     /// A signer with `secret`, or a random key when it is empty.
     pub fn new(secret: &str) -> Signer {
@@ -73,26 +100,47 @@ impl Signer {
             .map(|()| nonce)
     }
 
-    /// A session token: `base64url(JSON).base64url(MAC)`.
-    pub fn session_token(&self, session: &Session) -> String {
-        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(session).expect("serializes"));
+    /// `value` signed for `purpose`: `base64url(JSON).base64url(MAC)`.
+    fn sign<T: Serialize>(&self, purpose: &str, value: &T) -> String {
+        let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).expect("serializes"));
         let mac = self
-            .mac("session", payload.as_bytes())
+            .mac(purpose, payload.as_bytes())
             .finalize()
             .into_bytes();
         format!("{payload}.{}", URL_SAFE_NO_PAD.encode(mac))
     }
 
-    /// The session of a token this signer made, if it has not expired at `now` (unix seconds).
-    pub fn check_session(&self, token: &str, now: i64) -> Option<Session> {
+    /// The value of a token [`Signer::sign`] made for `purpose`.
+    fn verify<T: for<'de> Deserialize<'de>>(&self, purpose: &str, token: &str) -> Option<T> {
         let (payload, mac) = token.split_once('.')?;
         let mac = URL_SAFE_NO_PAD.decode(mac).ok()?;
-        self.mac("session", payload.as_bytes())
+        self.mac(purpose, payload.as_bytes())
             .verify_slice(&mac)
             .ok()?;
-        let session: Session =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()
+    }
+
+    /// A session token: `base64url(JSON).base64url(MAC)`.
+    pub fn session_token(&self, session: &Session) -> String {
+        self.sign("session", session)
+    }
+
+    /// The session of a token this signer made, if it has not expired at `now` (unix seconds).
+    pub fn check_session(&self, token: &str, now: i64) -> Option<Session> {
+        let session: Session = self.verify("session", token)?;
         (session.exp > now).then_some(session)
+    }
+
+    /// The value of the login cookie for `login`.
+    pub fn login_cookie(&self, login: &Login) -> String {
+        self.sign("login", login)
+    }
+
+    /// The login of a cookie value this signer made, if it has not expired at `now` (unix
+    /// seconds).
+    pub fn check_login(&self, cookie: &str, now: i64) -> Option<Login> {
+        let login: Login = self.verify("login", cookie)?;
+        (login.exp > now).then_some(login)
     }
 }
 
@@ -132,5 +180,23 @@ mod tests {
         });
         let (payload, _) = other.split_once('.').unwrap();
         assert_eq!(signer.check_session(&format!("{payload}.{mac}"), 1), None);
+
+        // A login cookie: signed for its purpose only, and expiring.
+        let login = Login {
+            app_id: "wx1".into(),
+            nonce_hash: Login::hash(&nonce),
+            ret: "https://h/demo".into(),
+            exp: 100,
+        };
+        let cookie = signer.login_cookie(&login);
+        assert_eq!(signer.check_login(&cookie, 99), Some(login));
+        assert_eq!(signer.check_login(&cookie, 100), None, "expired");
+        assert_eq!(Signer::new("other").check_login(&cookie, 1), None);
+        assert_eq!(signer.check_login(&token, 1), None, "a session is no login");
+        assert_eq!(
+            signer.check_session(&cookie, 1),
+            None,
+            "a login is no session"
+        );
     }
 }
