@@ -173,16 +173,18 @@ impl App {
                 .route("/demo", get(jssdk::demo))
                 .route("/demo/check", get(jssdk::check));
         }
-        // The peer address (ConnectInfo) is the client of the per-client `/start` limit.
-        let service = router
-            .with_state(shared)
-            .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(listener, service)
-            .with_graceful_shutdown(async move {
+        wxoa_runtime::serve::serve(
+            listener,
+            shared.config.web.limits,
+            router.with_state(shared),
+            "web",
+            health.clone(),
+            async move {
                 shutdown.cancelled().await;
                 health.stopping();
-            })
-            .await?;
+            },
+        )
+        .await?;
         Ok(())
     }
 }
