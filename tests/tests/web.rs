@@ -494,6 +494,40 @@ async fn jssdk_configs_are_accepted_and_origins_limited() {
 }
 
 #[tokio::test]
+async fn callbacks_with_invalid_codes_leave_nothing_in_redis() {
+    let platform = Platform::start(shared_config(), "", true).await;
+    let base = web_with(&platform, |c| c.web.start_per_client_per_min = 0).await;
+    let (keys_before, _) = redis_footprint(&platform.config).await;
+    let mut browser = Browser::new();
+    // Valid states from this browser, codes WeChat never issued: each login ends at once, and
+    // no code is remembered (only a code WeChat accepted or called used can be replayed).
+    for i in 0..40 {
+        let start = browser
+            .get(&format!("{base}/oauth/{PLAIN_APP}/start?return=/demo"))
+            .await;
+        let state = location(&start)
+            .split(['?', '&', '#'])
+            .find_map(|p| p.strip_prefix("state="))
+            .unwrap()
+            .to_owned();
+        let done = browser
+            .get(&format!(
+                "{base}/oauth/{PLAIN_APP}/callback?code=forged{i}&state={state}"
+            ))
+            .await;
+        assert_eq!(
+            location(&done),
+            format!("{base}/demo?wxoa_error=invalid_code")
+        );
+    }
+    let (keys, _) = redis_footprint(&platform.config).await;
+    assert!(
+        keys <= keys_before + 1,
+        "{keys} keys after 40 forged codes ({keys_before} before)"
+    );
+}
+
+#[tokio::test]
 async fn start_is_rate_limited_per_client_and_forwarded_for_only_from_trusted_proxies() {
     let platform = Platform::start(shared_config(), "", true).await;
     let limit = |c: &mut Config| c.web.start_per_client_per_min = 5;

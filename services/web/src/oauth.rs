@@ -232,8 +232,9 @@ pub(crate) async fn callback(
     };
     // Codes are single use: refuse a replay before asking WeChat.
     let hash = hex::encode(Sha1::digest(code.as_bytes()));
+    let code_key = keys::web_code(prefix, &app_id, &hash);
     let fresh: bool = redis::cmd("SET")
-        .arg(keys::web_code(prefix, &app_id, &hash))
+        .arg(&code_key)
         .arg(1)
         .arg("NX")
         .arg("EX")
@@ -250,6 +251,11 @@ pub(crate) async fn callback(
         Err(e) => {
             let error = WebError::from(e);
             tracing::info!(app_id, error = %error, "code exchange refused");
+            if error.code() == "invalid_code" {
+                // A code WeChat never issued (or expired) cannot be replayed: not remembered,
+                // so forged codes leave nothing in Redis.
+                let _: () = shared.redis.clone().del(&code_key).await?;
+            }
             return Ok(back(error.code()));
         }
     };
