@@ -544,6 +544,7 @@ async fn start_is_rate_limited_per_client_and_forwarded_for_only_from_trusted_pr
             assert_eq!(answer.status(), 302, "start {i}");
         } else {
             assert_eq!(answer.status(), 429, "start {i}");
+            assert_eq!(answer.headers()["retry-after"], "60");
             let error: Value = answer.json().await.unwrap();
             let message = error["error"]["message"].as_str().unwrap();
             assert!(

@@ -276,6 +276,7 @@ pub(crate) struct StartLimit {
     per_min: u32,
     window: Mutex<(i64, HashMap<IpAddr, u32>)>,
     overflow_logged: AtomicU64,
+    refused_logged: AtomicU64,
 }
 
 impl StartLimit {
@@ -285,6 +286,7 @@ impl StartLimit {
             per_min,
             window: Mutex::new((0, HashMap::new())),
             overflow_logged: AtomicU64::new(u64::MAX),
+            refused_logged: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -301,7 +303,16 @@ impl StartLimit {
         }
         let full = window.1.len() >= MAX_CLIENTS;
         match window.1.get_mut(&key) {
-            Some(count) if *count >= self.per_min => false,
+            Some(count) if *count >= self.per_min => {
+                if self.refused_logged.swap(minute as u64, Ordering::Relaxed) != minute as u64 {
+                    tracing::warn!(
+                        client = %key,
+                        per_min = self.per_min,
+                        "a client reached web.start_per_client_per_min (logged once a minute); if every client shows as one proxy address, set web.trusted_proxies"
+                    );
+                }
+                false
+            }
             Some(count) => {
                 *count += 1;
                 true
