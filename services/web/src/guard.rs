@@ -267,16 +267,24 @@ fn client_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Clients counted per window at most; beyond, new clients pass uncounted (the per-app cap
-/// still holds) rather than the map growing without bound.
+/// Clients counted at most (those seen in the last minute); beyond, new clients pass
+/// uncounted (the per-app cap still holds) rather than the map growing without bound.
 const MAX_CLIENTS: usize = 100_000;
 
-/// Starts per client per minute, in this process: a fixed one-minute window.
+/// Starts per client per minute, in this process: a token bucket per client holding up to
+/// `per_min` starts and refilled at `per_min` a minute (no double burst at window edges).
 pub(crate) struct StartLimit {
     per_min: u32,
-    window: Mutex<(i64, HashMap<IpAddr, u32>)>,
+    buckets: Mutex<Buckets>,
     overflow_logged: AtomicU64,
     refused_logged: AtomicU64,
+}
+
+/// The clients seen in the last minute: their tokens and when they were last counted; a
+/// client not seen for a minute has a full bucket, so it is dropped.
+struct Buckets {
+    clients: HashMap<IpAddr, (f64, i64)>,
+    swept_ms: i64,
 }
 
 impl StartLimit {
@@ -284,7 +292,10 @@ impl StartLimit {
     pub(crate) fn new(per_min: u32) -> StartLimit {
         StartLimit {
             per_min,
-            window: Mutex::new((0, HashMap::new())),
+            buckets: Mutex::new(Buckets {
+                clients: HashMap::new(),
+                swept_ms: 0,
+            }),
             overflow_logged: AtomicU64::new(u64::MAX),
             refused_logged: AtomicU64::new(u64::MAX),
         }
@@ -295,16 +306,27 @@ impl StartLimit {
         if self.per_min == 0 {
             return true;
         }
-        let minute = now_ms.div_euclid(60_000);
+        let burst = f64::from(self.per_min);
+        let per_ms = burst / 60_000.0;
+        let minute = now_ms.div_euclid(60_000) as u64;
         let key = client_key(client);
-        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        if window.0 != minute {
-            *window = (minute, HashMap::new());
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if now_ms - buckets.swept_ms >= 60_000 {
+            buckets
+                .clients
+                .retain(|_, (_, last)| now_ms - *last < 60_000);
+            buckets.swept_ms = now_ms;
         }
-        let full = window.1.len() >= MAX_CLIENTS;
-        match window.1.get_mut(&key) {
-            Some(count) if *count >= self.per_min => {
-                if self.refused_logged.swap(minute as u64, Ordering::Relaxed) != minute as u64 {
+        let full = buckets.clients.len() >= MAX_CLIENTS;
+        match buckets.clients.get_mut(&key) {
+            Some((tokens, last)) => {
+                *tokens = (*tokens + (now_ms - *last).max(0) as f64 * per_ms).min(burst);
+                *last = now_ms;
+                if *tokens >= 1.0 {
+                    *tokens -= 1.0;
+                    return true;
+                }
+                if self.refused_logged.swap(minute, Ordering::Relaxed) != minute {
                     tracing::warn!(
                         client = %key,
                         per_min = self.per_min,
@@ -313,21 +335,17 @@ impl StartLimit {
                 }
                 false
             }
-            Some(count) => {
-                *count += 1;
-                true
-            }
             None if full => {
-                if self.overflow_logged.swap(minute as u64, Ordering::Relaxed) != minute as u64 {
+                if self.overflow_logged.swap(minute, Ordering::Relaxed) != minute {
                     tracing::warn!(
                         clients = MAX_CLIENTS,
-                        "more clients started logins this minute than the per-client limit counts; the others pass uncounted (web.max_pending_per_app still holds)"
+                        "more clients started logins in a minute than the per-client limit counts; the others pass uncounted (web.max_pending_per_app still holds)"
                     );
                 }
                 true
             }
             None => {
-                window.1.insert(key, 1);
+                buckets.clients.insert(key, (burst - 1.0, now_ms));
                 true
             }
         }
@@ -470,7 +488,18 @@ mod tests {
         assert!(!limit.allow(a, 2));
         assert!(limit.allow(b, 3) && limit.allow(b2, 4));
         assert!(!limit.allow(b, 5), "one /64 is one client");
-        assert!(limit.allow(a, 60_000), "a new minute");
+        assert!(limit.allow(a, 30_002), "one start back after half a minute");
+        assert!(!limit.allow(a, 30_003));
+        assert!(
+            limit.allow(a, 200_000) && limit.allow(a, 200_001),
+            "full again"
+        );
+        assert!(!limit.allow(a, 200_002));
+        assert_eq!(
+            limit.buckets.lock().unwrap().clients.len(),
+            1,
+            "idle clients swept"
+        );
         assert!(StartLimit::new(0).allow(a, 0));
     }
 }
