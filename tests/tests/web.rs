@@ -371,6 +371,36 @@ async fn start_caps_the_return_length() {
 }
 
 #[tokio::test]
+async fn login_cookies_stay_under_what_browsers_keep() {
+    let platform = Platform::start(shared_config(), "", true).await;
+    let base = web_with(&platform, |c| c.web.max_return_len = 2048).await;
+    let mut browser = Browser::new();
+    // The longest returns, plain and of characters that grow once encoded: a login cookie
+    // browsers would drop (over 4096 bytes) is never set.
+    for ret in [
+        format!("/demo?{}", "a".repeat(2042)),
+        format!("/demo?{}", "\\".repeat(2042)),
+        format!("/demo?{}", "\"".repeat(2042)),
+        format!("/demo?{}", "é".repeat(1021)),
+    ] {
+        let answer = browser
+            .get(&format!(
+                "{base}/oauth/{PLAIN_APP}/start?return={}",
+                wxoa_wire::web::percent_encode(&ret)
+            ))
+            .await;
+        match answer.status().as_u16() {
+            302 => {
+                let cookie = set_cookie(&answer, "wxoa_login").unwrap();
+                assert!(cookie.len() <= 4096, "a {}-byte login cookie", cookie.len());
+            }
+            400 if !ret.contains('a') => {}
+            other => panic!("/start answered {other}"),
+        }
+    }
+}
+
+#[tokio::test]
 async fn pending_logins_per_app_are_capped_and_redis_stays_bounded() {
     let platform = Platform::start(shared_config(), "", true).await;
     let base = web_with(&platform, |c| {

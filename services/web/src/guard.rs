@@ -267,6 +267,22 @@ fn client_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Says yes once a minute (for warnings that an attack would otherwise repeat per request).
+pub(crate) struct OncePerMinute(AtomicU64);
+
+impl OncePerMinute {
+    /// Not said yet.
+    pub(crate) fn new() -> OncePerMinute {
+        OncePerMinute(AtomicU64::new(u64::MAX))
+    }
+
+    /// `true` for the first call in the minute of `now_ms`.
+    pub(crate) fn first(&self, now_ms: i64) -> bool {
+        let minute = now_ms.div_euclid(60_000) as u64;
+        self.0.swap(minute, Ordering::Relaxed) != minute
+    }
+}
+
 /// Clients counted at most (those seen in the last minute); beyond, new clients pass
 /// uncounted (the per-app cap still holds) rather than the map growing without bound.
 const MAX_CLIENTS: usize = 100_000;
@@ -276,8 +292,8 @@ const MAX_CLIENTS: usize = 100_000;
 pub(crate) struct StartLimit {
     per_min: u32,
     buckets: Mutex<Buckets>,
-    overflow_logged: AtomicU64,
-    refused_logged: AtomicU64,
+    overflow_logged: OncePerMinute,
+    refused_logged: OncePerMinute,
 }
 
 /// The clients seen in the last minute: their tokens and when they were last counted; a
@@ -296,8 +312,8 @@ impl StartLimit {
                 clients: HashMap::new(),
                 swept_ms: 0,
             }),
-            overflow_logged: AtomicU64::new(u64::MAX),
-            refused_logged: AtomicU64::new(u64::MAX),
+            overflow_logged: OncePerMinute::new(),
+            refused_logged: OncePerMinute::new(),
         }
     }
 
@@ -308,7 +324,6 @@ impl StartLimit {
         }
         let burst = f64::from(self.per_min);
         let per_ms = burst / 60_000.0;
-        let minute = now_ms.div_euclid(60_000) as u64;
         let key = client_key(client);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if now_ms - buckets.swept_ms >= 60_000 {
@@ -326,7 +341,7 @@ impl StartLimit {
                     *tokens -= 1.0;
                     return true;
                 }
-                if self.refused_logged.swap(minute, Ordering::Relaxed) != minute {
+                if self.refused_logged.first(now_ms) {
                     tracing::warn!(
                         client = %key,
                         per_min = self.per_min,
@@ -336,7 +351,7 @@ impl StartLimit {
                 false
             }
             None if full => {
-                if self.overflow_logged.swap(minute, Ordering::Relaxed) != minute {
+                if self.overflow_logged.first(now_ms) {
                     tracing::warn!(
                         clients = MAX_CLIENTS,
                         "more clients started logins in a minute than the per-client limit counts; the others pass uncounted (web.max_pending_per_app still holds)"

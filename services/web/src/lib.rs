@@ -57,6 +57,8 @@ pub(crate) struct Shared {
     /// The login cookie's `Path`: `<public_url path>/oauth/`.
     login_path: String,
     no_peer_logged: AtomicBool,
+    /// The warning that `web.max_pending_per_app` was reached.
+    cap_logged: guard::OncePerMinute,
 }
 
 impl Shared {
@@ -137,6 +139,7 @@ impl App {
             proxies,
             start_limit: guard::StartLimit::new(web.start_per_client_per_min),
             no_peer_logged: AtomicBool::new(false),
+            cap_logged: guard::OncePerMinute::new(),
         };
         Ok(App {
             shared: Arc::new(shared),

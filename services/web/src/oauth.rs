@@ -26,6 +26,9 @@ pub(crate) const STATE_TTL_SECS: u64 = 600;
 const CODE_TTL_SECS: u64 = 600;
 /// The cookie that binds a login to the browser that started it (see [`Login`]).
 pub const LOGIN_COOKIE: &str = "wxoa_login";
+/// The longest login cookie value: with its name and attributes under the 4096 bytes
+/// browsers keep.
+const MAX_LOGIN_COOKIE: usize = 3900;
 
 /// Adds a login to the app's pending set (a sorted set: nonce → expiry in ms), unless the app
 /// has `cap` unexpired ones already. `KEYS[1]` the set; `ARGV`: now, expiry, cap, nonce, TTL
@@ -124,6 +127,20 @@ pub(crate) async fn start(
     let ret = shared.returns.check(query.ret.as_deref().unwrap_or("/"))?;
     let (state, nonce) = shared.signer.new_state();
     let expires = now + STATE_TTL_SECS as i64 * 1000;
+    let login = shared.signer.login_cookie(&Login {
+        app_id: app_id.clone(),
+        nonce_hash: Login::hash(&nonce),
+        ret,
+        exp: expires / 1000,
+    });
+    // Browsers keep cookies up to 4096 bytes, attributes included; a return of escapes could
+    // grow past that once encoded.
+    if login.len() > MAX_LOGIN_COOKIE {
+        return Err(WebError::BadRequest(
+            "the return URL is too long once encoded for the login cookie (web.max_return_len)"
+                .into(),
+        ));
+    }
     let added: i64 = redis::Script::new(ADD_PENDING)
         .key(pending_key(&shared, &app_id))
         .arg(now)
@@ -134,22 +151,18 @@ pub(crate) async fn start(
         .invoke_async(&mut shared.redis.clone())
         .await?;
     if added == 0 {
-        tracing::warn!(
-            app_id,
-            cap = shared.config.web.max_pending_per_app,
-            "pending logins cap reached"
-        );
+        if shared.cap_logged.first(now) {
+            tracing::warn!(
+                app_id,
+                cap = shared.config.web.max_pending_per_app,
+                "web.max_pending_per_app reached: /start answers 429 (logged once a minute)"
+            );
+        }
         return Err(WebError::TooManyRequests(format!(
             "too many logins pending for {app_id}: at most {} at once (web.max_pending_per_app); try again later",
             shared.config.web.max_pending_per_app
         )));
     }
-    let login = Login {
-        app_id: app_id.clone(),
-        nonce_hash: Login::hash(&nonce),
-        ret,
-        exp: expires / 1000,
-    };
     let redirect_uri = format!("{}/oauth/{app_id}/callback", shared.public_url);
     let url =
         wxoa_wire::web::oauth_authorize_url(&app_id, &redirect_uri, &scope, Some(&state), None);
@@ -164,7 +177,7 @@ pub(crate) async fn start(
         cookie(
             &shared,
             LOGIN_COOKIE,
-            &shared.signer.login_cookie(&login),
+            &login,
             &shared.login_path,
             STATE_TTL_SECS,
         ),
