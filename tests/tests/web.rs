@@ -748,6 +748,39 @@ async fn the_callback_needs_the_browser_that_started_the_login() {
 }
 
 #[tokio::test]
+async fn a_state_is_used_once_under_concurrent_callbacks() {
+    let platform = Platform::start(shared_config(), "", true).await;
+    let base = web(&platform).await;
+    let mut browser = Browser::new();
+    let callback = callback_url(&mut browser, &base, PLAIN_APP, "/demo").await;
+    let cookie = format!("wxoa_login={}", browser.jar["wxoa_login"]);
+    let tries = (0..8).map(|_| {
+        let (http, callback, cookie) = (browser.http.clone(), callback.clone(), cookie.clone());
+        tokio::spawn(async move {
+            let answer = http
+                .get(&callback)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            (
+                answer.status().as_u16(),
+                set_cookie(&answer, "wxoa_session").is_some(),
+            )
+        })
+    });
+    let mut answers = Vec::new();
+    for try_ in tries {
+        answers.push(try_.await.unwrap());
+    }
+    answers.sort();
+    let mut expected = vec![(302, true)];
+    expected.extend([(400, false); 7]);
+    expected.sort();
+    assert_eq!(answers, expected);
+}
+
+#[tokio::test]
 async fn cookies_are_secure_when_the_public_url_is_https() {
     let platform = Platform::start(shared_config(), "", true).await;
     let public = "https://web.example.com";
