@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::Extension;
 use axum::Json;
@@ -50,6 +50,11 @@ redis.call('ZREM', KEYS[1], ARGV[2])
 if tonumber(expires) <= tonumber(ARGV[1]) then return 0 end
 return 1
 ";
+
+static ADD_PENDING_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(ADD_PENDING));
+static TAKE_PENDING_SCRIPT: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(TAKE_PENDING));
 
 /// The app's pending logins: `<prefix>:{<appid>}:web:state:pending`, a sorted set of state
 /// nonces scored by expiry (ms); no nonce is `pending`.
@@ -141,7 +146,7 @@ pub(crate) async fn start(
                 .into(),
         ));
     }
-    let added: i64 = redis::Script::new(ADD_PENDING)
+    let added: i64 = ADD_PENDING_SCRIPT
         .key(pending_key(&shared, &app_id))
         .arg(now)
         .arg(expires)
@@ -218,7 +223,7 @@ pub(crate) async fn callback(
             "this login was not started in this browser: the wxoa_login cookie is missing (a callback URL opened elsewhere, or cookies blocked)".into()
         }));
     };
-    let taken: i64 = redis::Script::new(TAKE_PENDING)
+    let taken: i64 = TAKE_PENDING_SCRIPT
         .key(pending_key(&shared, &app_id))
         .arg(now)
         .arg(nonce)
