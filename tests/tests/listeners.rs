@@ -20,7 +20,9 @@ use wxoa_runtime::Config;
 use wxoa_runtime::admin::Health;
 use wxoa_runtime::shutdown::CancellationToken;
 use wxoa_sim::callback::{self, CallbackRequest, MessageSpec, Mode};
-use wxoa_tests::{Platform, SAFE_APP, eventually, free_port, shared_config};
+use wxoa_tests::{
+    PLAIN_APP, Platform, SAFE_APP, TOKEN, eventually, free_port, numbered_text, shared_config,
+};
 
 /// The gateway process allocates as `wxoa` does.
 #[global_allocator]
@@ -30,8 +32,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const CHILD: &str = "WXOA_TEST_LISTENERS_CHILD";
 /// The longest a slow client keeps trying: far beyond every timeout the tests configure.
 const HOLD: Duration = Duration::from_secs(25);
-/// How often a trickling client sends its next byte.
+/// How often a client trickling a head sends its next byte.
 const TRICKLE: Duration = Duration::from_millis(250);
+/// How often a client trickling a body sends its next byte, each in a packet of its own: a
+/// server that keeps a read buffer per packet would pin 8 KiB for each byte.
+const TRICKLE_BODY: Duration = Duration::from_millis(50);
 
 /// Not a test of its own: the gateway process of
 /// [`gateway_cuts_off_1500_slow_clients_while_signed_callbacks_are_answered`], which starts
@@ -180,7 +185,7 @@ enum Slow {
     Silent,
     /// Sends a request line, then one byte of a header every [`TRICKLE`], never ending the head.
     Head,
-    /// Sends a whole head announcing a 4 KiB body, then one body byte every [`TRICKLE`].
+    /// Sends a whole head announcing a 4 KiB body, then one body byte every [`TRICKLE_BODY`].
     Body,
 }
 
@@ -211,6 +216,7 @@ async fn slow_client(addr: String, kind: Slow, connected: Arc<AtomicUsize>) -> S
     };
     let opened = Instant::now();
     connected.fetch_add(1, Ordering::SeqCst);
+    stream.set_nodelay(true).expect("TCP_NODELAY");
     let target = format!(
         "/wechat/{SAFE_APP}?signature=0&timestamp=0&nonce=0&encrypt_type=aes&msg_signature=0"
     );
@@ -227,7 +233,10 @@ async fn slow_client(addr: String, kind: Slow, connected: Arc<AtomicUsize>) -> S
     }
     let mut received = Vec::new();
     let mut buf = [0u8; 1024];
-    let mut tick = tokio::time::interval(TRICKLE);
+    let mut tick = tokio::time::interval(match kind {
+        Slow::Body => TRICKLE_BODY,
+        _ => TRICKLE,
+    });
     tick.tick().await;
     let deadline = tokio::time::sleep(HOLD);
     tokio::pin!(deadline);
@@ -323,7 +332,8 @@ fn keep_sending(
     })
 }
 
-/// Opens `count` slow clients against `addr`, a third of each kind, in bursts of 100.
+/// Opens `count` slow clients against `addr`, a third of each kind, in bursts of 100 every
+/// 50 ms.
 async fn open_slow_clients(
     addr: &str,
     count: usize,
@@ -338,7 +348,7 @@ async fn open_slow_clients(
             connected.clone(),
         )));
         if i % 100 == 99 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
     tasks
@@ -352,7 +362,7 @@ async fn gateway_cuts_off_1500_slow_clients_while_signed_callbacks_are_answered(
     if count < 1500 {
         eprintln!("open-file limit {limit}: {count} slow clients instead of 1500");
     }
-    let (header_ms, body_ms, idle_ms) = (2000u64, 3000u64, 3000u64);
+    let (header_ms, body_ms, idle_ms) = (3000u64, 4000u64, 3000u64);
     let mut config = shared_config();
     config.gateway.reply_budget_ms = 0;
     let platform = Platform::start(config, "", false).await;
@@ -395,12 +405,20 @@ async fn gateway_cuts_off_1500_slow_clients_while_signed_callbacks_are_answered(
     })
     .await
     .is_some();
-    let open_at_peak = gateway
-        .metric(
-            &platform.http,
-            "wxoa_http_connections{listener=\"gateway\"}",
-        )
-        .await;
+    // The gateway holds them all at once (a connection whose handshake was dropped from a
+    // full accept queue comes a retransmission later).
+    let mut open_at_peak = 0;
+    let counting = Instant::now();
+    while open_at_peak < count as i64 && counting.elapsed() < Duration::from_millis(1500) {
+        let open = gateway
+            .metric(
+                &platform.http,
+                "wxoa_http_connections{listener=\"gateway\"}",
+            )
+            .await;
+        open_at_peak = open_at_peak.max(open);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Sample the gateway's RSS until every slow client is done.
     let rss_held = gateway.rss_kib();
     let mut rss_peak = rss_held;
@@ -468,9 +486,10 @@ async fn gateway_cuts_off_1500_slow_clients_while_signed_callbacks_are_answered(
             Slow::Silent | Slow::Head => header_ms,
             Slow::Body => body_ms,
         };
-        // Timers do not fire early; the upper bound leaves room for a loaded machine.
+        // Closed by its timeout, not at once: timers do not fire early, and the margins leave
+        // room for a loaded machine (this side notes the time after its connect returned).
         assert!(
-            after >= Duration::from_millis(timeout - 100) && after < Duration::from_secs(20),
+            after >= Duration::from_millis(timeout * 3 / 4) && after < Duration::from_secs(20),
             "{r:?}: closed after {after:?}, the timeout is {timeout} ms"
         );
         match r.kind {
@@ -506,10 +525,10 @@ async fn gateway_cuts_off_1500_slow_clients_while_signed_callbacks_are_answered(
         &failed[..failed.len().min(5)]
     );
     assert!(max_latency < 5000, "slowest callback {max_latency} ms");
-    // Bounded memory: far below what 1 500 connections could hold with unbounded heads.
+    // Bounded memory. A server that keeps a read buffer per body packet grew by 300 MB here.
     let growth = rss_peak.saturating_sub(rss_before);
     assert!(
-        growth < 192 * 1024,
+        growth < 128 * 1024,
         "the gateway's RSS grew by {growth} KiB ({rss_before} → {rss_peak})"
     );
 }
@@ -575,7 +594,7 @@ async fn web_closes_slow_heads_and_idle_connections_and_keeps_serving() {
     for r in &results {
         let after = r.closed_after.expect("closed");
         assert!(
-            after >= Duration::from_millis(900) && after < Duration::from_secs(15),
+            after >= Duration::from_millis(750) && after < Duration::from_secs(15),
             "{r:?}: closed after {after:?}, the header timeout is 1 s"
         );
     }
@@ -584,7 +603,7 @@ async fn web_closes_slow_heads_and_idle_connections_and_keeps_serving() {
         "the kept-alive connection was served twice: {statuses:?}"
     );
     assert!(
-        idle_closed.is_ok() && idle_after >= Duration::from_millis(3900),
+        idle_closed.is_ok() && idle_after >= Duration::from_secs(3),
         "the idle connection closed after {idle_after:?} (idle timeout 4 s)"
     );
     let series =
@@ -698,4 +717,86 @@ async fn connections_over_the_cap_are_closed_at_once_and_counted_then_callbacks_
         Some(200),
         "{outcome:?}"
     );
+}
+
+/// A plaintext callback written by hand to `addr` (`host:port`): its head, then its body in
+/// `piece`-byte packets (as chunks with `chunked`), a few milliseconds apart; the answer's
+/// status and body.
+async fn trickled_callback(addr: &str, xml: &str, piece: usize, chunked: bool) -> (u16, String) {
+    let timestamp = (wxoa_runtime::now_ms() / 1000).to_string();
+    let nonce = format!("{}", rand::random::<u32>());
+    let signature = wxoa_wire::signature::server_signature(TOKEN, &timestamp, &nonce);
+    let framing = if chunked {
+        "Transfer-Encoding: chunked".to_owned()
+    } else {
+        format!("Content-Length: {}", xml.len())
+    };
+    let head = format!(
+        "POST /wechat/{PLAIN_APP}?signature={signature}&timestamp={timestamp}&nonce={nonce} \
+         HTTP/1.1\r\nHost: {addr}\r\nContent-Type: text/xml\r\n{framing}\r\n\r\n"
+    );
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    stream.set_nodelay(true).expect("TCP_NODELAY");
+    stream.write_all(head.as_bytes()).await.expect("head sent");
+    for part in xml.as_bytes().chunks(piece) {
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        let packet = if chunked {
+            let mut p = format!("{:x}\r\n", part.len()).into_bytes();
+            p.extend_from_slice(part);
+            p.extend_from_slice(b"\r\n");
+            p
+        } else {
+            part.to_vec()
+        };
+        stream.write_all(&packet).await.expect("body sent");
+    }
+    if chunked {
+        stream
+            .write_all(b"0\r\n\r\n")
+            .await
+            .expect("last chunk sent");
+    }
+    let status = read_response_status(&mut stream).await;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_millis(200), stream.read_to_end(&mut rest)).await;
+    (
+        status.unwrap_or(0),
+        String::from_utf8_lossy(&rest).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_sent_in_small_packets_within_the_timeout_is_stored_whole() {
+    let mut config = shared_config();
+    config.gateway.reply_budget_ms = 0;
+    let platform = Platform::start(config, "", false).await;
+    let addr = platform
+        .config
+        .sim
+        .gateway_url
+        .trim_start_matches("http://")
+        .to_owned();
+    let js = async_nats::jetstream::new(platform.nats().await);
+    let cases = [(1, false), (7, false), (1000, false), (1, true), (13, true)];
+    for (i, (piece, chunked)) in cases.into_iter().enumerate() {
+        let id = 7_000_000 + i as u64;
+        let xml = numbered_text("o_trickle", id);
+        let before = platform.stream_len().await;
+        let (status, _) = trickled_callback(&addr, &xml, piece, chunked).await;
+        assert_eq!(status, 200, "{piece}-byte pieces (chunked: {chunked})");
+        assert_eq!(platform.stream_len().await, before + 1);
+        let mut stream = js
+            .get_stream(wxoa_wire::names::streams::inbound(platform.prefix()))
+            .await
+            .expect("inbound stream");
+        let last = stream.info().await.expect("info").state.last_sequence;
+        let message = stream.get_raw_message(last).await.expect("the message");
+        let envelope: serde_json::Value =
+            serde_json::from_slice(&message.payload).expect("an envelope");
+        let text = envelope.to_string();
+        assert!(
+            text.contains(&format!("\"m{id}\"")) && text.contains("o_trickle"),
+            "stored whole: {text}"
+        );
+    }
 }
