@@ -800,3 +800,59 @@ async fn a_body_sent_in_small_packets_within_the_timeout_is_stored_whole() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_stops_accepting_lets_the_callback_in_flight_finish_and_closes_idle_connections() {
+    let platform = Platform::start(shared_config(), "", false).await;
+    let mut config = platform.config.clone();
+    // No replier: a callback waits out the reply budget, then gets `success`.
+    config.gateway.reply_budget_ms = 2000;
+    config.gateway.limits.header_read_timeout_ms = 60_000;
+    let gateway = wxoa_gateway::App::build(&config, Health::default())
+        .await
+        .expect("a gateway");
+    let addr = gateway.local_addr().to_string();
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(gateway.run(stop.clone()));
+
+    let silent = TcpStream::connect(&addr).await.expect("connects");
+    let app = platform.config.app(SAFE_APP).expect("the safe app").clone();
+    let (http, sim, url) = (
+        platform.http.clone(),
+        platform.config.sim.clone(),
+        format!("http://{addr}"),
+    );
+    let in_flight =
+        tokio::spawn(
+            async move { callback::send(&http, &url, &app, &text_callback(0), &sim).await },
+        );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.cancel();
+
+    // The silent connection is closed at once, not at its 60 s header timeout.
+    let mut silent = silent;
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "the silent connection was closed at shutdown: {closed:?}"
+    );
+    // No more connections are accepted.
+    let refused = eventually(Duration::from_secs(10), || async {
+        TcpStream::connect(&addr).await.is_err().then_some(())
+    })
+    .await;
+    assert!(refused.is_some(), "the listener is closed");
+    // The callback in flight is answered, and the gateway's run returns.
+    let outcome = in_flight.await.expect("the callback");
+    assert_eq!(
+        outcome.attempts.first().and_then(|a| a.status),
+        Some(200),
+        "{outcome:?}"
+    );
+    let finished = tokio::time::timeout(Duration::from_secs(20), run).await;
+    assert!(
+        matches!(finished, Ok(Ok(Ok(())))),
+        "the gateway stopped cleanly: {finished:?}"
+    );
+}
