@@ -156,15 +156,19 @@ pub fn raw_plaintext_input(padded: &[u8]) -> Vec<u8> {
     input
 }
 
-/// What a consumer does with a delivery of the inbound stream: decode the envelope JSON, then
-/// read it (ids, subject, CloudEvents type, headers, times), and encode it again.
+/// What a consumer does with a delivery of the inbound stream: decode the envelope JSON (also
+/// as `Envelope::from_stream` does, for its own app's subject), then read it (ids, subject,
+/// CloudEvents type, headers, times), and encode it again.
 pub fn envelope_decode(data: &[u8]) {
     let Ok(env) = serde_json::from_slice::<Envelope>(data) else {
         return;
     };
+    let subject = wxoa_wire::names::subjects::message("wechat", &env.app_id, "text");
+    let _ = Envelope::from_stream("wechat", &subject, data);
     let message = &env.message;
     let _ = (
-        envelope::msg_id(&env.app_id, message),
+        message.legacy_event_key(),
+        message.fingerprint(),
         envelope::reply_key(&env.id),
         message.dedupe_key(),
         message.ce_type(),

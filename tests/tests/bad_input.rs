@@ -330,7 +330,48 @@ async fn forged_requests_are_refused() {
     let encrypt = key().encrypt(SAFE_APP, xml.as_bytes());
     let mut other = encrypt.clone();
     other.insert_str(0, "AAAA");
+    // A genuine plaintext callback under its own nonce; below, its URL replayed with other XML.
+    let seen_url = {
+        let ts = now().to_string();
+        let sig = signature::server_signature(TOKEN, &ts, "86420");
+        format!("signature={sig}&timestamp={ts}&nonce=86420&openid=o_bad")
+    };
+    let genuine = with_query(seen_url.clone());
+    assert_eq!(rig.raw(&genuine).await.0, 200, "the genuine callback");
+    let for_another_account = xml.replace("gh_plain", "gh_not_this_one");
     let mut cases = vec![
+        Refused {
+            name: "plaintext URL replayed with another body",
+            request: Raw {
+                method: Method::POST,
+                target: format!("/wechat/{PLAIN_APP}?{seen_url}"),
+                body: text_xml("forged under a seen URL").into_bytes(),
+            },
+            status: 403,
+            text: &["timestamp and nonce were already used"],
+            outcome: Some("replayed_nonce"),
+        },
+        Refused {
+            name: "ToUserName of another account (plaintext)",
+            request: Raw {
+                method: Method::POST,
+                target: format!(
+                    "/wechat/{PLAIN_APP}?{}",
+                    query(TOKEN, &now().to_string(), None)
+                ),
+                body: for_another_account.clone().into_bytes(),
+            },
+            status: 403,
+            text: &["ToUserName is not this account"],
+            outcome: Some("wrong_account"),
+        },
+        Refused {
+            name: "ToUserName of another account (safe mode)",
+            request: safe(&key().encrypt(SAFE_APP, for_another_account.as_bytes())),
+            status: 403,
+            text: &["ToUserName is not this account"],
+            outcome: Some("wrong_account"),
+        },
         Refused {
             name: "forged signature (wrong token)",
             request: with_query(query("not-the-token", &now().to_string(), None)),

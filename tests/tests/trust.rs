@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use wxoa_tests::{HELLO_RULE, OwnRedis, PLAIN_APP, Platform, SAFE_APP, TOKEN, shared_config};
 use wxoa_wire::envelope::{Envelope, reply_key};
 use wxoa_wire::inbound::Inbound;
-use wxoa_wire::names::{headers, notices, streams, subjects};
+use wxoa_wire::names::{consumers, headers, notices, streams, subjects};
 use wxoa_wire::reply::{PassiveReply, ReplyRequest, ReplyResponse};
 use wxoa_wire::signature;
 
@@ -233,7 +233,7 @@ async fn inbound_reader(stack: &Platform) -> jetstream::consumer::pull::Stream {
 #[tokio::test]
 async fn a_reply_request_on_another_apps_subject_does_not_take_its_waiter() {
     let mut config = shared_config();
-    config.gateway.reply_budget_ms = 2500;
+    config.gateway.reply_budget_ms = 4000;
     let stack = Platform::start(config, "", false).await;
     let mut inbound = inbound_reader(&stack).await;
     let nats = stack.nats().await;
@@ -258,24 +258,38 @@ async fn a_reply_request_on_another_apps_subject_does_not_take_its_waiter() {
         .expect("a passive reply is possible")
         .to_string();
     // A client with rights on the plain app's subjects asks with the safe app's key.
-    let forged = subject.replacen(&format!(".{SAFE_APP}."), &format!(".{PLAIN_APP}."), 1);
-    assert_ne!(forged, subject);
-    let request = ReplyRequest {
-        reply: Some(PassiveReply::Text {
-            content: "not yours".into(),
-        }),
+    let id = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(headers::MSG_ID))
+        .expect("a message id")
+        .to_string();
+    let key = reply_key(&id);
+    let gateway = subjects::reply_gateway(stack.prefix(), SAFE_APP, &key, &subject)
+        .expect("the gateway's own rendezvous subject");
+    let forged = subjects::reply(stack.prefix(), PLAIN_APP, gateway, &key);
+    let ask = |subject: String, content: &str| {
+        let request = ReplyRequest {
+            reply: Some(PassiveReply::Text {
+                content: content.into(),
+            }),
+        };
+        let nats = nats.clone();
+        async move {
+            let answer = nats
+                .request(subject, serde_json::to_vec(&request).unwrap().into())
+                .await
+                .expect("the gateway answers");
+            serde_json::from_slice::<ReplyResponse>(&answer.payload).unwrap()
+        }
     };
-    let answer = nats
-        .request(forged, serde_json::to_vec(&request).unwrap().into())
-        .await
-        .expect("the gateway answers");
-    let answer: ReplyResponse = serde_json::from_slice(&answer.payload).unwrap();
-    assert_eq!(answer, ReplyResponse::Late);
+    assert_eq!(ask(forged, "not yours").await, ReplyResponse::Late);
+    // The waiter was still there: the safe app's own subject takes it (so `late` above was the
+    // app check, not the deadline).
+    assert_eq!(ask(subject, "yours").await, ReplyResponse::Taken);
     let outcome = sent.await.unwrap();
-    assert_eq!(
-        outcome["outcome"], "success",
-        "no foreign reply: {outcome:#}"
-    );
+    assert_eq!(outcome["outcome"], "reply", "{outcome:#}");
+    assert_eq!(outcome["reply"]["Content"], "yours", "{outcome:#}");
 }
 
 /// Publishes an envelope into the inbound stream by hand, on `subject`, with `extra` headers.
@@ -284,7 +298,7 @@ async fn publish_envelope(
     subject: String,
     envelope: &Envelope,
     extra: &[(&str, String)],
-) {
+) -> u64 {
     let js = jetstream::new(stack.nats().await);
     let mut h = async_nats::HeaderMap::new();
     h.insert(headers::MSG_ID, envelope.id.as_str());
@@ -295,7 +309,26 @@ async fn publish_envelope(
         .await
         .expect("publish")
         .await
-        .expect("stored");
+        .expect("stored")
+        .sequence
+}
+
+/// Waits until the replier's durable consumer has settled (acked or terminated) every message
+/// of the inbound stream up to `sequence`: whatever it did with them is done.
+async fn replier_settled(stack: &Platform, sequence: u64) {
+    let js = jetstream::new(stack.nats().await);
+    let settled = wxoa_tests::eventually(Duration::from_secs(30), || {
+        let js = js.clone();
+        async move {
+            let stream = js.get_stream(streams::inbound(stack.prefix())).await.ok()?;
+            let mut consumer: jetstream::consumer::PullConsumer =
+                stream.get_consumer(consumers::REPLIER).await.ok()?;
+            let info = consumer.info().await.ok()?;
+            (info.ack_floor.stream_sequence >= sequence).then_some(())
+        }
+    })
+    .await;
+    assert!(settled.is_some(), "the replier settled message {sequence}");
 }
 
 fn hello(app: &str, from: &str, id: u64) -> Envelope {
@@ -343,7 +376,7 @@ async fn the_replier_acts_only_for_the_subjects_app_and_only_on_its_own_rendezvo
         .await
         .unwrap();
     // A sniffing subject the forged header points at.
-    let sniff = format!("{}.{PLAIN_APP}.command.sniffed", stack.prefix());
+    let sniff = subjects::command(stack.prefix(), PLAIN_APP, "sniffed");
     let mut sniffed = nats.subscribe(sniff.clone()).await.unwrap();
     nats.flush().await.unwrap();
     open_window(&stack, PLAIN_APP, "o_steered").await;
@@ -351,7 +384,7 @@ async fn the_replier_acts_only_for_the_subjects_app_and_only_on_its_own_rendezvo
 
     // 1. On the plain app's subject, an envelope that claims the safe app: refused.
     let claims_other = hello(SAFE_APP, "o_foreign", 1);
-    publish_envelope(
+    let foreign_seq = publish_envelope(
         &stack,
         subjects::message(stack.prefix(), PLAIN_APP, "text"),
         &claims_other,
@@ -360,8 +393,9 @@ async fn the_replier_acts_only_for_the_subjects_app_and_only_on_its_own_rendezvo
     .await;
     // 2. The plain app's own message, with a reply subject that is not its rendezvous.
     let own = hello(PLAIN_APP, "o_steered", 2);
-    let deadline = (wxoa_runtime::now_ms() + 2000).to_string();
-    publish_envelope(
+    // A deadline far enough ahead that a slow replier still reads the header as live.
+    let deadline = (wxoa_runtime::now_ms() + 30_000).to_string();
+    let own_seq = publish_envelope(
         &stack,
         subjects::message(stack.prefix(), PLAIN_APP, "text"),
         &own,
@@ -384,6 +418,9 @@ async fn the_replier_acts_only_for_the_subjects_app_and_only_on_its_own_rendezvo
     .await
     .expect("the user got the reply");
     assert_eq!(got.len(), 1, "{got:#?}");
+    // Both messages are settled: anything the replier did with them is done.
+    replier_settled(&stack, foreign_seq.max(own_seq)).await;
+    nats.flush().await.unwrap();
     assert!(
         tokio::time::timeout(Duration::from_millis(500), sniffed.next())
             .await
@@ -424,7 +461,7 @@ async fn a_lost_answer_from_the_rendezvous_is_uncertain_not_a_second_reply() {
     let mut taken = nats.subscribe(rendezvous.clone()).await.unwrap();
     nats.flush().await.unwrap();
     open_window(&stack, PLAIN_APP, "o_lost").await;
-    let deadline = (wxoa_runtime::now_ms() + 1500).to_string();
+    let deadline = (wxoa_runtime::now_ms() + 5000).to_string();
     publish_envelope(
         &stack,
         subjects::message(stack.prefix(), PLAIN_APP, "text"),
@@ -441,13 +478,122 @@ async fn a_lost_answer_from_the_rendezvous_is_uncertain_not_a_second_reply() {
         .unwrap();
     assert!(request.reply.is_some(), "a request that wants an answer");
     // ... and no answer comes back.
-    let notice = next_notice(&mut outcomes, Duration::from_secs(15))
+    let notice = next_notice(&mut outcomes, Duration::from_secs(30))
         .await
         .expect("an outcome");
     assert_eq!(notice["channel"], "uncertain", "{notice}");
+    assert_eq!(notice["reason"], "timeout", "{notice}");
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(
         stack.received(PLAIN_APP, "o_lost").await.is_empty(),
         "no customer-service message after a reply that may have been taken"
     );
+}
+
+#[tokio::test]
+async fn an_upgrade_with_the_cut_over_stores_a_retry_in_flight_once() {
+    let mut config = shared_config();
+    config.gateway.reply_budget_ms = 0;
+    let t = now();
+    config.gateway.legacy_event_keys_before = t + 600;
+    let stack = Platform::start(config, "", false).await;
+    // An old gateway stored the first try of a click under the old key, and its answer was lost.
+    let xml = event_xml(SAFE_APP, "o_upgrade", t, DISTINCT[0]);
+    let inbound = Inbound::parse(xml.as_bytes()).unwrap();
+    let mut old = Envelope::new(SAFE_APP, wxoa_runtime::now_ms(), inbound.clone());
+    old.id = format!("{SAFE_APP}:{}", inbound.legacy_event_key().unwrap());
+    publish_envelope(&stack, inbound.subject(stack.prefix(), SAFE_APP), &old, &[]).await;
+    // WeChat's retry reaches a new gateway, which keys it by the old rule: a duplicate.
+    let retry = stack
+        .send(json!({"appid": SAFE_APP, "mode": "safe", "xml": xml, "tries": 1}))
+        .await;
+    assert_eq!(retry["outcome"], "success", "{retry:#}");
+    assert_eq!(
+        stack.stream_len().await,
+        1,
+        "the retry was not stored again"
+    );
+    // Events created from the cut-over on get the current key: two clicks in one second.
+    for body in &DISTINCT[..2] {
+        let xml = event_xml(SAFE_APP, "o_upgrade", t + 600, body);
+        let outcome = stack
+            .send(json!({"appid": SAFE_APP, "mode": "safe", "xml": xml, "tries": 1}))
+            .await;
+        assert_eq!(outcome["outcome"], "success", "{outcome:#}");
+    }
+    assert_eq!(stack.stream_len().await, 3);
+}
+
+#[tokio::test]
+async fn a_plaintext_signature_is_bound_however_its_digits_are_split_and_for_every_app() {
+    let mut config = shared_config();
+    config.gateway.reply_budget_ms = 0;
+    // Replaying recorded traffic: no timestamp window, so any split of the digits parses.
+    config.gateway.timestamp_window_secs = 0;
+    config.gateway.allow_any_timestamp = true;
+    // A second plaintext account with the same Token (operators reuse one).
+    let mut twin = config.app(PLAIN_APP).expect("the plain app").clone();
+    twin.appid = "wxplaintwin00003".into();
+    twin.original_id_configured = false;
+    config.apps.push(twin);
+    let stack = Platform::start(config, "", false).await;
+    let url = |app: &str, ts: &str, nonce: &str| {
+        let sig = signature::server_signature(TOKEN, ts, nonce);
+        format!(
+            "{}/wechat/{app}?signature={sig}&timestamp={ts}&nonce={nonce}&openid=o_victim",
+            stack.config.sim.gateway_url
+        )
+    };
+    let post = |url: String, body: String| {
+        let http = stack.http.clone();
+        async move {
+            let r = http.post(url).body(body).send().await.expect("answers");
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap_or_default())
+        }
+    };
+    let genuine = wxoa_tests::numbered_text("o_victim", 1);
+    assert_eq!(
+        post(url(PLAIN_APP, "1700000000", "5555"), genuine).await.0,
+        200
+    );
+    // The same signature: sha1 of the sorted parts with no separator, so moving a digit from
+    // the nonce to the timestamp keeps it.
+    assert_eq!(
+        signature::server_signature(TOKEN, "1700000000", "5555"),
+        signature::server_signature(TOKEN, "17000000005", "555")
+    );
+    let forged = wxoa_tests::numbered_text("o_victim", 2);
+    let (status, text) = post(url(PLAIN_APP, "17000000005", "555"), forged.clone()).await;
+    assert_eq!(status, 403, "the digits split anew: {text}");
+    // The URL seen for one app, posted to its twin with the same Token.
+    let (status, text) = post(url("wxplaintwin00003", "1700000000", "5555"), forged).await;
+    assert_eq!(status, 403, "another app with the same Token: {text}");
+    // The same MsgId with other content under the seen URL: refused too, not left to dedupe.
+    let edited = wxoa_tests::numbered_text("o_victim", 1).replace("m1", "edited");
+    let (status, text) = post(url(PLAIN_APP, "1700000000", "5555"), edited).await;
+    assert_eq!(status, 403, "same MsgId, other content: {text}");
+    assert_eq!(stack.stream_len().await, 1);
+}
+
+#[tokio::test]
+async fn the_gateway_starts_and_serves_safe_mode_without_redis() {
+    // Nothing listens at the Redis URL.
+    let dead_redis = format!("redis://127.0.0.1:{}", wxoa_tests::free_port());
+    let mut config = wxoa_tests::test_config(&wxoa_tests::servers().nats_url, &dead_redis);
+    config.gateway.reply_budget_ms = 0;
+    config.gateway.nonce_timeout_ms = 500;
+    config.sim.callback_timeout_ms = 3000;
+    let stack = Platform::start(config, "", false).await;
+    let text = |app: &str, mode: &str, id: u64| {
+        json!({"appid": app, "mode": mode, "tries": 1,
+               "message": {"type": "text", "from": "o_noredis", "content": "x", "msg_id": id}})
+    };
+    assert_eq!(
+        stack.send(text(SAFE_APP, "safe", 1)).await["outcome"],
+        "success"
+    );
+    let plain = stack.send(text(PLAIN_APP, "plain", 2)).await;
+    assert_eq!(plain["attempts"][0]["status"], 503, "{plain:#}");
+    assert_eq!(stack.stream_len().await, 1);
 }

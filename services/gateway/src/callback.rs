@@ -137,6 +137,8 @@ async fn handle(
         // signature does not cover it) would be a downgrade.
         return Err(GatewayError::Param("encrypt_type"));
     }
+    // The plaintext signature, to bind to the message (safe mode's covers the ciphertext).
+    let mut plain_signature = None;
     let message = if encrypted {
         let key = app
             .aes_key
@@ -165,6 +167,7 @@ async fn handle(
         if !signature::verify_server_signature(&app.token, timestamp, nonce, sig) {
             return Err(GatewayError::Signature);
         }
+        plain_signature = Some(sig);
         Inbound::parse(body)?
     };
     if let Some(original_id) = &app.original_id
@@ -178,8 +181,13 @@ async fn handle(
         message,
         state.legacy_event_keys_before,
     );
-    if !encrypted && let Some(nonces) = &state.nonces {
-        nonces.bind(&app.app_id, timestamp, nonce, &env.id).await?;
+    if let Some(sig) = plain_signature {
+        let nonces = state.nonces.as_ref().ok_or_else(|| {
+            GatewayError::Nonce(
+                "no nonce store for a plaintext app (never: built from the config)".into(),
+            )
+        })?;
+        nonces.bind(sig, &env).await?;
     }
     let deadline_ms = received_at_ms + state.config.reply_budget_ms as i64;
     // A rendezvous only when a reply is possible: no hashing or table work otherwise.

@@ -76,42 +76,36 @@ impl App {
             "" => format!("{:08x}", rand::random::<u32>()),
             id => wxoa_wire::names::token(id),
         };
-        // Plaintext callbacks need Redis for their nonces; a deployment of safe-mode apps only
-        // does not.
-        let plaintext: Vec<&str> = config
-            .apps
-            .iter()
-            .filter(|a| a.aes_key.is_none())
-            .map(|a| a.appid.as_str())
-            .collect();
-        let redis = if plaintext.is_empty() {
-            None
-        } else {
-            for app_id in &plaintext {
-                tracing::warn!(
-                    app_id,
-                    "app in plaintext mode: WeChat's signature does not cover the body, so wxoa binds \
-                     each (timestamp, nonce) to one message in Redis; configure an EncodingAESKey \
-                     (safe mode) to have bodies signed"
-                );
-            }
-            let redis = wxoa_runtime::connect::redis(&config.redis).await?;
-            health.watch_redis(&redis);
-            Some(redis)
-        };
+        // Plaintext callbacks need Redis for their nonces (connected on first use, never part
+        // of readiness); a deployment of safe-mode apps only does not.
+        for app in config.apps.iter().filter(|a| a.aes_key.is_none()) {
+            tracing::warn!(
+                app_id = %app.appid,
+                "app in plaintext mode: WeChat's signature does not cover the body, so wxoa binds \
+                 each signature to one message in Redis; configure an EncodingAESKey (safe mode) \
+                 to have bodies signed"
+            );
+        }
         if config.gateway.timestamp_window_secs == 0 {
             tracing::warn!(
                 "gateway.timestamp_window_secs = 0 (allow_any_timestamp): callbacks of any age are \
-                 accepted; plaintext nonces are remembered for twice nats.duplicate_window_secs"
+                 accepted; a plaintext URL is refused with another body only while its binding is \
+                 kept (2 × nats.duplicate_window_secs), then usable again"
             );
         }
-        let state = GatewayState::new(config, client.clone(), redis, &health, &instance);
+        if config.gateway.legacy_event_keys_before > 0 {
+            tracing::info!(
+                legacy_event_keys_before = config.gateway.legacy_event_keys_before,
+                "events created before this unix time keep the legacy dedupe key (upgrade cut-over)"
+            );
+        }
+        let state = GatewayState::new(config, client.clone(), &health, &instance);
         wxoa_runtime::connect::inbound_stream(&state.js, &config.nats).await?;
         let subscriber = client
             .subscribe(subjects::reply_listen(&config.nats.prefix, &instance))
             .await
             .map_err(|e| GatewayError::Publish(e.to_string()))?;
-        let listener = tokio::net::TcpListener::bind(config.gateway.listen).await?;
+        let listener = wxoa_runtime::serve::bind(config.gateway.listen)?;
         tracing::info!(addr = %listener.local_addr()?, instance = %instance, "gateway listening");
         latch.release();
         Ok(App {

@@ -55,7 +55,7 @@ pub struct Inner {
     pub(crate) instance: String,
     pub(crate) config: GatewayConfig,
     pub(crate) rendezvous: Rendezvous,
-    /// Binds plaintext callbacks' nonces to their messages; present when an app is in
+    /// Binds plaintext callbacks' signatures to their messages; present when an app is in
     /// plaintext mode.
     pub(crate) nonces: Option<crate::nonce::Nonces>,
     /// Events created before this (unix seconds) keep the legacy dedupe key.
@@ -79,7 +79,6 @@ impl GatewayState {
     pub fn new(
         config: &Config,
         client: async_nats::Client,
-        redis: Option<wxoa_runtime::connect::RedisConn>,
         health: &Health,
         instance: &str,
     ) -> Self {
@@ -117,7 +116,11 @@ impl GatewayState {
             instance: instance.to_owned(),
             config: config.gateway.clone(),
             rendezvous: Rendezvous::default(),
-            nonces: redis.map(|redis| crate::nonce::Nonces::new(config, redis)),
+            nonces: config
+                .apps
+                .iter()
+                .any(|a| a.aes_key.is_none())
+                .then(|| crate::nonce::Nonces::new(config)),
             legacy_event_keys_before: config.gateway.legacy_event_keys_before,
             metrics,
             health: health.clone(),
@@ -149,9 +152,16 @@ impl GatewayState {
     }
 
     pub(crate) fn check_timestamp(&self, timestamp: &str) -> Result<(), GatewayError> {
+        // Digits only, no leading zero: one spelling per second (a signature hashes the parts
+        // with no separator, so other spellings would be other strings under one signature).
+        let canonical = !timestamp.is_empty()
+            && timestamp.bytes().all(|b| b.is_ascii_digit())
+            && (timestamp == "0" || !timestamp.starts_with('0'));
         let ts: i64 = timestamp
             .parse()
-            .map_err(|_| GatewayError::Param("timestamp"))?;
+            .ok()
+            .filter(|_| canonical)
+            .ok_or(GatewayError::Param("timestamp"))?;
         let window = self.config.timestamp_window_secs;
         if window > 0 && (wxoa_runtime::now_ms() / 1000).abs_diff(ts) > window {
             return Err(GatewayError::StaleTimestamp);

@@ -29,7 +29,10 @@ use wxoa_wire::reply::{PassiveReply, ReplyRequest, ReplyResponse};
 use crate::{ReplierError, Shared};
 
 /// How long past the deadline a rendezvous request may still wait for the gateway's answer.
-const ANSWER_SLACK: Duration = Duration::from_millis(250);
+/// Generous: the gateway drops its waiter at the deadline and answers `late` at once, so a
+/// longer wait costs only fallback latency when the gateway is slow, while an answer that misses
+/// it turns into `uncertain` (no reply at all).
+const ANSWER_SLACK: Duration = Duration::from_secs(2);
 
 /// The claim value: a passive reply is being attempted.
 const PASSIVE: &str = "p";
@@ -43,13 +46,16 @@ enum Missed {
     /// The request went out and no answer came back: the gateway may have taken the reply
     /// (the answer was lost) or not. Nothing more may be sent.
     Timeout,
+    /// An answer came back that this replier cannot read (a newer gateway, a garbled
+    /// message): it may say `taken`. Nothing more may be sent.
+    Unreadable(String),
     Rejected(String),
 }
 
 impl Missed {
     /// True when the gateway certainly did not take the reply, so the fallback may go out.
     fn not_taken(&self) -> bool {
-        !matches!(self, Missed::Timeout)
+        !matches!(self, Missed::Timeout | Missed::Unreadable(_))
     }
 
     fn reason(&self) -> String {
@@ -58,6 +64,7 @@ impl Missed {
             Missed::NoResponders => "no_responders".to_owned(),
             Missed::Timeout => "timeout".to_owned(),
             Missed::Rejected(e) => format!("rejected: {e}"),
+            Missed::Unreadable(e) => format!("unreadable gateway answer: {e}"),
         }
     }
 }
@@ -192,7 +199,8 @@ fn rendezvous(
     let carried = headers.get(headers::REPLY_SUBJECT)?.as_str();
     let key = reply_key(&envelope.id);
     let Some(gateway) = subjects::reply_gateway(prefix, &envelope.app_id, &key, carried) else {
-        tracing::warn!(id = %envelope.id, subject = carried, "ignoring a reply subject that is not this message's rendezvous");
+        // Debug, not warn: whoever can publish inbound must not be able to flood the log.
+        tracing::debug!(id = %envelope.id, subject = carried, "ignoring a reply subject that is not this message's rendezvous");
         return None;
     };
     let subject = subjects::reply(prefix, &envelope.app_id, gateway, &key);
@@ -230,7 +238,7 @@ async fn ask_gateway(
         Ok(ReplyResponse::Taken) => Ok(()),
         Ok(ReplyResponse::Late) => Err(Missed::Late),
         Ok(ReplyResponse::Rejected { error }) => Err(Missed::Rejected(error)),
-        Err(e) => Err(Missed::Rejected(format!("unreadable gateway answer: {e}"))),
+        Err(e) => Err(Missed::Unreadable(e.to_string())),
     }
 }
 

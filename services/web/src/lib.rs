@@ -109,7 +109,7 @@ impl App {
             .map(|p| guard::Cidr::parse(p))
             .collect::<Result<Vec<_>, _>>()
             .map_err(WebError::Config)?;
-        let listener = tokio::net::TcpListener::bind(web.listen).await?;
+        let listener = wxoa_runtime::serve::bind(web.listen)?;
         let addr = listener.local_addr()?;
         let public_url = if web.public_url.is_empty() {
             format!("http://{addr}")

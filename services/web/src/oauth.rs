@@ -59,7 +59,7 @@ static TAKE_PENDING_SCRIPT: LazyLock<redis::Script> =
 /// The app's pending logins: `<prefix>:{<appid>}:web:state:pending`, a sorted set of state
 /// nonces scored by expiry (ms); no nonce is `pending`.
 fn pending_key(shared: &Shared, app_id: &str) -> String {
-    keys::web_state(&shared.config.redis.key_prefix, app_id, "pending")
+    keys::web_pending_logins(&shared.config.redis.key_prefix, app_id)
 }
 
 /// `?scope&return`.

@@ -209,11 +209,12 @@ pub struct GatewayConfig {
     pub listen: SocketAddr,
     /// Timeouts and the connection cap of the callback listener (`[gateway.limits]`).
     pub limits: ListenerLimits,
-    /// Largest accepted `|now - timestamp|`; at most `nats.duplicate_window_secs`. 0 turns the
+    /// Largest accepted `|now - timestamp|`; at most half of `nats.duplicate_window_secs`. 0 turns the
     /// check off, and is accepted only with `allow_any_timestamp` (to replay recorded traffic).
     pub timestamp_window_secs: u64,
     /// The explicit opt-in to `timestamp_window_secs = 0` (logged at start): with no window a
-    /// captured plaintext callback URL stays usable for as long as its nonce is remembered.
+    /// request of any age is accepted, and a captured plaintext callback URL is refused with
+    /// another body only while its binding is kept (2 × `nats.duplicate_window_secs`).
     pub allow_any_timestamp: bool,
     /// Events with a `CreateTime` (unix seconds) before this keep the dedupe key of wxoa
     /// before the event fingerprint, so an upgrade does not store a retry in flight twice
@@ -540,7 +541,7 @@ impl Default for AdminConfig {
 }
 
 /// `[telemetry]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetryConfig {
     /// `auto` (JSON unless stderr is a terminal), `json` or `text`.
@@ -553,6 +554,21 @@ pub struct TelemetryConfig {
     pub otlp_endpoint: Option<String>,
     /// The service name in traces (default `wxoa-<service>`). Also `OTEL_SERVICE_NAME`.
     pub service_name: Option<String>,
+}
+
+impl std::fmt::Debug for TelemetryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetryConfig")
+            .field("log_format", &self.log_format)
+            .field("log_filter", &self.log_filter)
+            // A collector URL may carry credentials too.
+            .field(
+                "otlp_endpoint",
+                &self.otlp_endpoint.as_deref().map(redact_url),
+            )
+            .field("service_name", &self.service_name)
+            .finish()
+    }
 }
 
 impl Default for TelemetryConfig {
@@ -784,11 +800,21 @@ impl Config {
                     .into(),
             ));
         }
-        if gateway.timestamp_window_secs > config.nats.duplicate_window_secs {
+        // |now - timestamp| <= W accepts one request over a span of 2W (a sender's clock
+        // ahead, then behind): JetStream must remember its id that long.
+        if 2 * gateway.timestamp_window_secs > config.nats.duplicate_window_secs {
             return Err(ConfigError::Invalid(format!(
-                "gateway.timestamp_window_secs ({}) must not exceed nats.duplicate_window_secs \
-                 ({}): a callback accepted after its dedupe id was forgotten would be stored twice",
+                "gateway.timestamp_window_secs ({}) must be at most half of \
+                 nats.duplicate_window_secs ({}): a request is accepted over twice the window, and \
+                 one accepted after its dedupe id was forgotten would be stored twice",
                 gateway.timestamp_window_secs, config.nats.duplicate_window_secs
+            )));
+        }
+        // Seconds, not milliseconds: a value in ms would key every event by the old rule.
+        if !(0..100_000_000_000).contains(&gateway.legacy_event_keys_before) {
+            return Err(ConfigError::Invalid(format!(
+                "gateway.legacy_event_keys_before ({}) is unix seconds (0 or up to 11 digits)",
+                gateway.legacy_event_keys_before
             )));
         }
         if !config
@@ -1057,16 +1083,20 @@ mod tests {
                 .unwrap();
         assert_eq!(c.gateway.timestamp_window_secs, 0);
         let err = Config::from_toml(
-            "[nats]\nduplicate_window_secs = 120\n[gateway]\ntimestamp_window_secs = 300",
+            "[nats]\nduplicate_window_secs = 599\n[gateway]\ntimestamp_window_secs = 300",
         )
         .unwrap_err();
         assert!(err.to_string().contains("duplicate_window_secs"), "{err}");
         assert!(
             Config::from_toml(
-                "[nats]\nduplicate_window_secs = 300\n[gateway]\ntimestamp_window_secs = 300"
+                "[nats]\nduplicate_window_secs = 600\n[gateway]\ntimestamp_window_secs = 300"
             )
             .is_ok()
         );
+        let err =
+            Config::from_toml("[gateway]\nlegacy_event_keys_before = 1764000000000").unwrap_err();
+        assert!(err.to_string().contains("unix seconds"), "{err}");
+        assert!(Config::from_toml("[gateway]\nlegacy_event_keys_before = 1764000000").is_ok());
         // original_id: configured or derived.
         let c = Config::from_toml(
             "[[apps]]\nappid='wx1'\nsecret='s'\ntoken='t'\n[[apps]]\nappid='wx2'\nsecret='s'\ntoken='t'\noriginal_id='gh_2'",
@@ -1075,6 +1105,15 @@ mod tests {
         assert!(!c.apps[0].original_id_configured);
         assert_eq!(c.apps[0].original_id, "gh_1");
         assert!(c.apps[1].original_id_configured);
+    }
+
+    #[test]
+    fn the_collector_url_is_redacted_in_debug() {
+        let c = Config::from_toml("[telemetry]\notlp_endpoint = 'http://u:collector-pw@otel:4318'")
+            .unwrap();
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("collector-pw"), "{shown}");
+        assert!(shown.contains("otel:4318"), "{shown}");
     }
 
     /// Every form of credentials in a NATS or Redis URL (or a comma-separated list of them) is

@@ -58,6 +58,23 @@ use crate::config::ListenerLimits;
 /// (cookies included) stay well below this.
 pub const MAX_BUF_BYTES: usize = 64 * 1024;
 
+/// The listen backlog of a public listener: the kernel's queue of connections not yet
+/// accepted. Above tokio's default (1024), so a burst of new connections (WeChat's, or a flood
+/// beside them) overflows it later; Linux caps it at `net.core.somaxconn`.
+pub const BACKLOG: u32 = 4096;
+
+/// Binds a public listener on `addr` with [`BACKLOG`] (and `SO_REUSEADDR`, as
+/// `TcpListener::bind` sets it).
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 /// Serves `router` on `listener` under `limits` until `signal` completes, then stops
 /// accepting and returns when every open connection has finished its in-flight request
 /// (idle ones close at once, slow ones at their timeout). `name` labels the metrics on

@@ -65,7 +65,7 @@ impl Envelope {
         let envelope: Envelope =
             serde_json::from_slice(payload).map_err(|e| format!("envelope JSON: {e}"))?;
         let app_id = crate::names::subjects::app_id_of(prefix, subject);
-        if app_id != Some(crate::names::token(&envelope.app_id).as_str()) {
+        if !crate::names::is_token(&envelope.app_id) || app_id != Some(envelope.app_id.as_str()) {
             return Err(format!(
                 "envelope of app {:?} published on {subject:?}, which is not that app's subject",
                 envelope.app_id
@@ -112,11 +112,6 @@ impl Envelope {
         }
         h
     }
-}
-
-/// The JetStream dedupe id of a message: `<appid>:<dedupe key>`.
-pub fn msg_id(app_id: &str, message: &Inbound) -> String {
-    format!("{app_id}:{}", message.dedupe_key())
 }
 
 /// A rendezvous key for a dedupe key: 16 hex chars of its SHA-1 (a valid subject token).

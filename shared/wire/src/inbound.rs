@@ -489,17 +489,9 @@ impl Inbound {
     /// document however it is written (CDATA or text, whitespace between elements, element
     /// order); different when any field's path or value differs, or one is added or missing.
     pub fn fingerprint(&self) -> String {
-        use sha1::{Digest, Sha1};
         let mut fields: Vec<&(String, String)> = self.fields.iter().collect();
         fields.sort_unstable();
-        let mut hash = Sha1::new();
-        for (path, value) in fields {
-            for part in [path, value] {
-                hash.update((part.len() as u64).to_be_bytes());
-                hash.update(part.as_bytes());
-            }
-        }
-        hex::encode(&hash.finalize()[..16])
+        crate::signature::digest(fields.into_iter().flat_map(|(path, value)| [path, value]))
     }
 
     /// Whether WeChat shows a passive reply to this message: every user message and the events
@@ -1356,12 +1348,25 @@ mod tests {
         };
         for (a, b) in DISTINCT_EVENT_PAIRS {
             assert_ne!(key(a), key(b), "{a} / {b}");
-            // WeChat's retry of the same event is the same XML: the same key, however it is
-            // written (CDATA or text, whitespace between elements).
-            assert_eq!(key(a), key(a), "{a}");
+            // WeChat's retry of the same event is the same XML: the same key, and whitespace
+            // between elements does not change it.
             let spaced = a.replace("><", ">\n  <");
             assert_eq!(key(a), key(&spaced), "{a} with whitespace between elements");
         }
+        // CDATA or escaped text: the same value, the same key; so is another element order.
+        assert_eq!(
+            key("<Event>CLICK</Event><EventKey><![CDATA[a&b]]></EventKey>"),
+            key("<Event><![CDATA[CLICK]]></Event><EventKey>a&amp;b</EventKey>")
+        );
+        assert_eq!(
+            key("<Event>CLICK</Event><EventKey>K</EventKey><X>1</X>"),
+            key("<Event>CLICK</Event><X>1</X><EventKey>K</EventKey>")
+        );
+        // Text inside a value counts, to the byte.
+        assert_ne!(
+            key("<Event>CLICK</Event><EventKey>K</EventKey>"),
+            key("<Event>CLICK</Event><EventKey> K</EventKey>")
+        );
         // A field that differs anywhere changes the key; so does one added.
         let base = "<Event>SCAN</Event><EventKey>1</EventKey><Ticket>t</Ticket>";
         for other in [

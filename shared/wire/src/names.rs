@@ -329,11 +329,12 @@ pub mod keys {
         format!("{prefix}:{{{app_id}}}:rules:version")
     }
 
-    /// `<prefix>:{<appid>}:nonce:<digest>`: the message a plaintext callback's
-    /// `(timestamp, nonce)` was first used for; `<digest>` is [`crate::envelope::reply_key`] of
-    /// `<timestamp>:<nonce>` (outside data never enters a key as it is).
-    pub fn gateway_nonce(prefix: &str, app_id: &str, digest: &str) -> String {
-        format!("{prefix}:{{{app_id}}}:nonce:{digest}")
+    /// `<prefix>:nonce:<digest>`: the app and message a plaintext callback's signature was
+    /// first used for; `<digest>` is 32 hex of the SHA-1 of the lower-cased `signature` (one
+    /// value for every split of its digits between `timestamp` and `nonce`). Not per app: apps
+    /// that share a Token share signatures, so a URL seen for one must not pass for another.
+    pub fn gateway_nonce(prefix: &str, digest: &str) -> String {
+        format!("{prefix}:nonce:{digest}")
     }
 
     /// `<prefix>:{<appid>}:reply:<key>`: how the replier is answering one message (its claim).
@@ -421,9 +422,10 @@ pub mod keys {
         format!("{prefix}:{{{app_id}}}:broadcast:msgids")
     }
 
-    /// `<prefix>:{<appid>}:web:state:<nonce>`: a pending OAuth2 login (single use).
-    pub fn web_state(prefix: &str, app_id: &str, nonce: &str) -> String {
-        format!("{prefix}:{{{app_id}}}:web:state:{nonce}")
+    /// `<prefix>:{<appid>}:web:state:pending`: the app's pending OAuth2 logins, a sorted set
+    /// of state nonces scored by expiry (unix ms); taking a nonce out is its single use.
+    pub fn web_pending_logins(prefix: &str, app_id: &str) -> String {
+        format!("{prefix}:{{{app_id}}}:web:state:pending")
     }
 
     /// `<prefix>:{<appid>}:web:code:<hash>`: an OAuth2 code already exchanged.

@@ -4,6 +4,18 @@
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
 
+/// 32 hex characters of the SHA-1 of `parts`, each prefixed with its length (so no part runs
+/// into the next): wxoa's own digest for keys and fingerprints, not one of WeChat's signatures.
+pub fn digest<S: AsRef<[u8]>>(parts: impl IntoIterator<Item = S>) -> String {
+    let mut hash = Sha1::new();
+    for part in parts {
+        let part = part.as_ref();
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    hex::encode(&hash.finalize()[..16])
+}
+
 /// `hex(sha1(concat(sort(parts))))`: sort byte-wise, join with no separator, lowercase hex.
 pub fn sha1_sorted(parts: &[&str]) -> String {
     let mut sorted: Vec<&str> = parts.to_vec();
