@@ -79,7 +79,15 @@ impl WebError {
 
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code(), "message": self.to_string()}});
+        // A 503's cause (a Redis or NATS error, which may name internal addresses) goes to
+        // the log, not to the browser.
+        let message = if self.status() == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(error = %self, "web request failed");
+            "the service is unavailable; try again later".to_owned()
+        } else {
+            self.to_string()
+        };
+        let body = json!({"error": {"code": self.code(), "message": message}});
         let mut response = (self.status(), Json(body)).into_response();
         if matches!(self, WebError::TooManyRequests(_)) {
             response.headers_mut().insert(

@@ -234,14 +234,18 @@ pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, proxies: &[Cidr]) -> 
     if !trusted(client) {
         return client;
     }
-    let hops: Vec<&str> = headers
+    // Bytes, not `to_str`: a proxy appends its hop to the client's own line, so a line with a
+    // non-UTF-8 byte the client wrote still ends with the hop the proxy saw.
+    let hops: Vec<&[u8]> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
         .collect();
     for hop in hops.iter().rev() {
-        let Some(ip) = hop_ip(hop.trim()) else {
+        let Some(ip) = std::str::from_utf8(hop)
+            .ok()
+            .and_then(|hop| hop_ip(hop.trim()))
+        else {
             break;
         };
         client = canonical(ip);
@@ -476,6 +480,13 @@ mod tests {
             client_ip(ip("::1"), &xff("[2001:db8::5]:443"), &proxies),
             ip("2001:db8::5")
         );
+        // A non-UTF-8 byte the client wrote does not hide the hop the proxy appended.
+        let mut raw = HeaderMap::new();
+        raw.insert(
+            "x-forwarded-for",
+            axum::http::HeaderValue::from_bytes(b"\xff\xfe, 192.0.2.7").unwrap(),
+        );
+        assert_eq!(client_ip(ip("10.1.1.1"), &raw, &proxies), ip("192.0.2.7"));
         assert_eq!(
             client_ip(ip("10.1.1.1"), &xff("6.6.6.6, junk"), &proxies),
             ip("10.1.1.1")

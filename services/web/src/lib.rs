@@ -33,6 +33,9 @@ pub mod sign;
 
 pub use error::WebError;
 
+/// The shortest `web.session_secret` accepted: it keys the HMAC of states anyone can read.
+pub const MIN_SECRET_BYTES: usize = 32;
+
 /// The session cookie.
 pub const COOKIE: &str = "wxoa_session";
 
@@ -97,6 +100,15 @@ impl App {
             tracing::warn!(
                 "web.session_secret is empty: a random key for this process (demo only; sessions end with it)"
             );
+        }
+        let secret_len = web.session_secret.expose_secret().len();
+        if (1..MIN_SECRET_BYTES).contains(&secret_len) {
+            // Every state is public (in the authorize URL, with its MAC): a short key can be
+            // searched offline, and with it any session forged.
+            return Err(WebError::Config(format!(
+                "web.session_secret is {secret_len} bytes: use at least {MIN_SECRET_BYTES} random \
+                 bytes (e.g. `openssl rand -hex 32`)"
+            )));
         }
         if web.max_pending_per_app == 0 {
             return Err(WebError::Config(

@@ -30,15 +30,18 @@ pub const LOGIN_COOKIE: &str = "wxoa_login";
 /// browsers keep.
 const MAX_LOGIN_COOKIE: usize = 3900;
 
-/// Adds a login to the app's pending set (a sorted set: nonce → expiry in ms), unless the app
-/// has `cap` unexpired ones already. `KEYS[1]` the set; `ARGV`: now, expiry, cap, nonce, TTL
-/// (ms). 1: added; 0: full.
+/// Adds a login to the app's pending set (a sorted set: nonce → expiry in ms), keeping at most
+/// `cap` unexpired ones: when the set is full, the oldest pending logins make room (their
+/// callbacks then find no state). So a flood of `/start`s can only shorten how long a login may
+/// take, never lock every user out. `KEYS[1]` the set; `ARGV`: now, expiry, cap, nonce, TTL
+/// (ms). Returns how many pending logins were evicted.
 const ADD_PENDING: &str = r"
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3]) + 1
+if over > 0 then redis.call('ZPOPMIN', KEYS[1], over) else over = 0 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return 1
+return over
 ";
 
 /// Takes a login out of the app's pending set: 1 when it was there and unexpired (its single
@@ -146,7 +149,7 @@ pub(crate) async fn start(
                 .into(),
         ));
     }
-    let added: i64 = ADD_PENDING_SCRIPT
+    let evicted: i64 = ADD_PENDING_SCRIPT
         .key(pending_key(&shared, &app_id))
         .arg(now)
         .arg(expires)
@@ -155,18 +158,12 @@ pub(crate) async fn start(
         .arg(STATE_TTL_SECS * 1000)
         .invoke_async(&mut shared.redis.clone())
         .await?;
-    if added == 0 {
-        if shared.cap_logged.first(now) {
-            tracing::warn!(
-                app_id,
-                cap = shared.config.web.max_pending_per_app,
-                "web.max_pending_per_app reached: /start answers 429 (logged once a minute)"
-            );
-        }
-        return Err(WebError::TooManyRequests(format!(
-            "too many logins pending for {app_id}: at most {} at once (web.max_pending_per_app); try again later",
-            shared.config.web.max_pending_per_app
-        )));
+    if evicted > 0 && shared.cap_logged.first(now) {
+        tracing::warn!(
+            app_id,
+            cap = shared.config.web.max_pending_per_app,
+            "web.max_pending_per_app reached: the oldest pending logins make room (a /start flood? logged once a minute)"
+        );
     }
     let redirect_uri = format!("{}/oauth/{app_id}/callback", shared.public_url);
     let url =

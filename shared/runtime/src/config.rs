@@ -275,7 +275,7 @@ impl Default for ListenerLimits {
             header_read_timeout_ms: 5_000,
             body_read_timeout_ms: 10_000,
             idle_timeout_ms: 75_000,
-            max_connections: 4096,
+            max_connections: 2048,
         }
     }
 }
@@ -461,8 +461,9 @@ pub struct WebConfig {
     /// `/oauth/<appid>/start` requests a client may make per minute (per replica; a client is
     /// an IPv4 address or an IPv6 /64). 0: no limit.
     pub start_per_client_per_min: u32,
-    /// Logins an app may have started and not finished (unexpired, unused states) at once;
-    /// `/start` beyond it is 429. Each costs Redis about 130 bytes (50,000: 6.7 MB).
+    /// Logins an app keeps pending (started, not finished, unexpired) at once; when full the
+    /// oldest make room, so a flood cannot lock users out of `/start`. Each costs Redis about
+    /// 130 bytes (50,000: 6.7 MB).
     pub max_pending_per_app: u64,
     /// Reverse proxies (IP addresses or CIDRs, `10.0.0.0/8`) whose `X-Forwarded-For` is
     /// believed: the client is the rightmost hop that is not one of them. Empty: the peer
