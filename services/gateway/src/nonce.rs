@@ -3,9 +3,9 @@
 //! WeChat's plaintext signature covers the token, `timestamp` and `nonce`, not the body: anyone
 //! who saw one callback URL (an ingress access log keeps query strings) could POST any XML under
 //! it while the timestamp is inside `gateway.timestamp_window_secs`. So the first message a
-//! signature carries is bound to it in Redis (`SET NX`, kept twice the window), and the same
-//! signature with another message is refused with 403. WeChat's own retry carries the same
-//! message and passes.
+//! signature carries is bound to it in Redis (`SET NX GET`: Redis 7.0 or later; kept twice
+//! the window), and the same signature with another message is refused with 403. WeChat's own
+//! retry carries the same message and passes.
 //!
 //! The binding is keyed by the signature, not by `(timestamp, nonce)`: the signature hashes
 //! the sorted parts with no separator, so the digits of one URL can be split anew between
@@ -30,19 +30,10 @@ use wxoa_wire::signature::digest;
 
 use crate::error::GatewayError;
 
-/// Sets the binding when absent; 1 when the signature is fresh or bound to this message, 0
-/// when it is bound to another one.
-const BIND: &str = r"
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
-return 0
-";
-
 /// The signature bindings of every plaintext app.
 pub(crate) struct Nonces {
     config: RedisConfig,
     redis: OnceCell<RedisConn>,
-    script: redis::Script,
     ttl_secs: u64,
     timeout: Duration,
 }
@@ -58,7 +49,6 @@ impl Nonces {
         Nonces {
             config: config.redis.clone(),
             redis: OnceCell::new(),
-            script: redis::Script::new(BIND),
             ttl_secs: 2 * window.max(1),
             timeout: Duration::from_millis(config.gateway.nonce_timeout_ms),
         }
@@ -78,18 +68,28 @@ impl Nonces {
                 .get_or_try_init(|| wxoa_runtime::connect::redis(&self.config))
                 .await
                 .map_err(|e| GatewayError::Nonce(e.to_string()))?;
-            let mut invocation = self.script.key(key);
-            invocation.arg(message).arg(self.ttl_secs);
-            invocation
-                .invoke_async::<i64>(&mut redis.clone())
+            // One plain command (Redis 7.0 or later): set when absent, else the value bound
+            // before, which must be this message's.
+            let bound: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg(&message)
+                .arg("NX")
+                .arg("GET")
+                .arg("EX")
+                .arg(self.ttl_secs)
+                .query_async(&mut redis.clone())
                 .await
-                .map_err(|e| GatewayError::Nonce(e.to_string()))
+                .map_err(|e| GatewayError::Nonce(e.to_string()))?;
+            Ok(bound.is_none_or(|bound| bound == message))
         })
         .await
         .map_err(|_| GatewayError::Nonce("Redis did not answer in time".into()))?
-        .and_then(|bound| match bound {
-            1 => Ok(()),
-            _ => Err(GatewayError::ReplayedNonce),
+        .and_then(|fresh| {
+            if fresh {
+                Ok(())
+            } else {
+                Err(GatewayError::ReplayedNonce)
+            }
         })
     }
 }

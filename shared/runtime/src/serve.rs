@@ -56,7 +56,7 @@ use crate::config::ListenerLimits;
 /// The most buffer a connection may use to read a request head (hyper's `max_buf_size`): a
 /// head that does not fit is answered 431. WeChat's callback heads are under 1 KiB; browsers'
 /// (cookies included) stay well below this.
-pub const MAX_BUF_BYTES: usize = 16 * 1024;
+pub const MAX_BUF_BYTES: usize = 32 * 1024;
 
 /// The listen backlog of a public listener: the kernel's queue of connections not yet
 /// accepted. Above tokio's default (1024), so a burst of new connections (WeChat's, or a flood
