@@ -185,10 +185,7 @@ async fn plaintext_callbacks_fail_closed_while_redis_does_not_answer() {
     config.gateway.nonce_timeout_ms = 300;
     config.sim.callback_timeout_ms = 2000;
     let stack = Platform::start(config, "", false).await;
-    let text = |app: &str, mode: &str, id: u64| {
-        json!({"appid": app, "mode": mode, "tries": 1,
-               "message": {"type": "text", "from": "o_redis", "content": "x", "msg_id": id}})
-    };
+    let text = |app: &str, mode: &str, id: u64| text_once(app, mode, "o_redis", id);
     assert_eq!(
         stack.send(text(PLAIN_APP, "plain", 1)).await["outcome"],
         "success"
@@ -210,6 +207,12 @@ async fn plaintext_callbacks_fail_closed_while_redis_does_not_answer() {
     .await;
     assert!(back.is_some(), "plaintext callbacks are stored again");
     assert_eq!(stack.stream_len().await, 3, "1, 2 and 3, each once");
+}
+
+/// A text message with MsgId `id` from `from`, delivered once (no retries) in `mode`.
+fn text_once(app: &str, mode: &str, from: &str, id: u64) -> Value {
+    json!({"appid": app, "mode": mode, "tries": 1,
+           "message": {"type": "text", "from": from, "content": "x", "msg_id": id}})
 }
 
 /// Reads the inbound stream from now on: the next message and its headers.
@@ -585,10 +588,7 @@ async fn the_gateway_starts_and_serves_safe_mode_without_redis() {
     config.gateway.nonce_timeout_ms = 500;
     config.sim.callback_timeout_ms = 3000;
     let stack = Platform::start(config, "", false).await;
-    let text = |app: &str, mode: &str, id: u64| {
-        json!({"appid": app, "mode": mode, "tries": 1,
-               "message": {"type": "text", "from": "o_noredis", "content": "x", "msg_id": id}})
-    };
+    let text = |app: &str, mode: &str, id: u64| text_once(app, mode, "o_noredis", id);
     assert_eq!(
         stack.send(text(SAFE_APP, "safe", 1)).await["outcome"],
         "success"

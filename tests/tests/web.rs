@@ -111,6 +111,14 @@ fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
         .find(|c| c.starts_with(&format!("{name}=")))
 }
 
+/// The value of `name` in `url`'s query (or fragment).
+fn query_param(url: &str, name: &str) -> String {
+    url.split(['?', '&', '#'])
+        .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("{name} in {url}"))
+        .to_owned()
+}
+
 fn location(response: &reqwest::Response) -> String {
     response.headers()["location"].to_str().unwrap().to_owned()
 }
@@ -159,10 +167,7 @@ async fn oauth_login_single_use_codes_states_and_denial() {
     );
     assert!(authorize.starts_with(&expected), "{authorize}");
     assert!(authorize.ends_with("#wechat_redirect"), "{authorize}");
-    let state = authorize
-        .split(['?', '&', '#'])
-        .find_map(|p| p.strip_prefix("state="))
-        .unwrap();
+    let state = query_param(&authorize, "state");
     assert!(
         state.len() <= 128 && state.bytes().all(|b| b.is_ascii_alphanumeric()),
         "WeChat's state: at most 128 bytes of a-zA-Z0-9: {state}"
@@ -237,19 +242,11 @@ async fn oauth_login_single_use_codes_states_and_denial() {
     );
 
     // A fresh state with the used code: refused before WeChat is asked.
-    let code = callback
-        .split(['?', '&'])
-        .find_map(|p| p.strip_prefix("code="))
-        .unwrap()
-        .to_owned();
+    let code = query_param(&callback, "code");
     let again = browser
         .get(&format!("{base}/oauth/{PLAIN_APP}/start?return=/demo"))
         .await;
-    let state = location(&again)
-        .split(['?', '&', '#'])
-        .find_map(|p| p.strip_prefix("state="))
-        .unwrap()
-        .to_owned();
+    let state = query_param(&location(&again), "state");
     let reused = browser
         .get(&format!(
             "{base}/oauth/{PLAIN_APP}/callback?code={code}&state={state}"
@@ -547,11 +544,7 @@ async fn callbacks_with_invalid_codes_leave_nothing_in_redis() {
         let start = browser
             .get(&format!("{base}/oauth/{PLAIN_APP}/start?return=/demo"))
             .await;
-        let state = location(&start)
-            .split(['?', '&', '#'])
-            .find_map(|p| p.strip_prefix("state="))
-            .unwrap()
-            .to_owned();
+        let state = query_param(&location(&start), "state");
         let done = browser
             .get(&format!(
                 "{base}/oauth/{PLAIN_APP}/callback?code=forged{i}&state={state}"
