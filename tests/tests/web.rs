@@ -743,6 +743,15 @@ async fn the_callback_needs_the_browser_that_started_the_login() {
     let mut forger = Browser::new();
     forger.jar.insert("wxoa_login".into(), "e30.AAAA".into());
     assert_eq!(forger.get(&captured).await.status(), 403);
+    // The login cookie is for one app: the same state and cookie at another app's callback.
+    let other_app = captured.replacen(
+        &format!("/oauth/{PLAIN_APP}/"),
+        &format!("/oauth/{SAFE_APP}/"),
+        1,
+    );
+    assert_ne!(other_app, captured);
+    let refused = attacker.get(&other_app).await;
+    assert_eq!(refused.status(), 403, "{:?}", refused.text().await);
     // The victim's own login still works, and the refusals did not use the attacker's state.
     let done = victim.get(&own).await;
     assert_eq!(location(&done), format!("{base}/demo"));

@@ -857,7 +857,9 @@ fn env_value(raw: &str) -> toml::Value {
 /// and errors. The password may hold any character: everything up to the last `@` of an item
 /// is hidden, and an item without a scheme joins the one before it unless that one already
 /// had its `@` (a `,` inside a password then hides the host beside it too, never a fragment
-/// of the password). `user=` and `pass=` query values (`redis+unix://`) are hidden as well.
+/// of the password, unless the password holds both `@` and `,`: `u:p@q,r@h` reads as two
+/// items and shows `q`). `user=`, `pass=` and `password=` query values (`redis+unix://`, in any
+/// case) are hidden as well.
 pub fn redact_url(url: &str) -> String {
     // Items: a piece after a ',' starts a new item when it has a scheme or the item before it
     // already ended its userinfo; otherwise the ',' was inside the userinfo.
@@ -904,7 +906,10 @@ fn redact_item(item: &str) -> String {
             let query: Vec<String> = query
                 .split('&')
                 .map(|pair| match pair.split_once('=') {
-                    Some((key, _)) if ["user", "pass", "password"].contains(&key) => {
+                    Some((key, _))
+                        if ["user", "pass", "password"]
+                            .contains(&key.to_ascii_lowercase().as_str()) =>
+                    {
                         format!("{key}=<redacted>")
                     }
                     _ => pair.to_owned(),
@@ -1179,6 +1184,10 @@ mod tests {
             (
                 "redis+unix:///run/redis.sock?db=1&user=u&pass=pw",
                 "redis+unix:///run/redis.sock?db=1&user=<redacted>&pass=<redacted>",
+            ),
+            (
+                "redis+unix:///run/redis.sock?Password=pw",
+                "redis+unix:///run/redis.sock?Password=<redacted>",
             ),
         ];
         for (url, want) in cases {
