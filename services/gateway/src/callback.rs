@@ -114,7 +114,20 @@ pub(crate) async fn receive(
         .await
     {
         Ok(answer) => answer,
-        Err(e) => (e.outcome(), e.into_response()),
+        Err(e) => {
+            if let GatewayError::ReplayedNonce = e
+                && state.replays_logged.first(wxoa_runtime::now_ms())
+            {
+                // An attack or a rare nonce collision; counted per request, logged once a
+                // minute so a flood of them cannot flood the log.
+                tracing::warn!(
+                    app_id = %app_id,
+                    "a plaintext callback's signature was already used for another message: a \
+                     replayed URL or a nonce collision (outcome=\"replayed_nonce\"; logged once a minute)"
+                );
+            }
+            (e.outcome(), e.into_response())
+        }
     };
     span.record("outcome", outcome);
     state.count(outcome);
@@ -179,15 +192,10 @@ async fn handle(
         &app.app_id,
         received_at_ms,
         message,
-        state.legacy_event_keys_before,
+        state.config.legacy_event_keys_before,
     );
     if let Some(sig) = plain_signature {
-        let nonces = state.nonces.as_ref().ok_or_else(|| {
-            GatewayError::Nonce(
-                "no nonce store for a plaintext app (never: built from the config)".into(),
-            )
-        })?;
-        nonces.bind(sig, &env).await?;
+        state.nonces.bind(sig, &env).await?;
     }
     let deadline_ms = received_at_ms + state.config.reply_budget_ms as i64;
     // A rendezvous only when a reply is possible: no hashing or table work otherwise.

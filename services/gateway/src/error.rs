@@ -108,9 +108,6 @@ impl IntoResponse for GatewayError {
             tracing::warn!(error = %self, "callback not stored");
             "the callback was not stored; retry later".to_owned()
         } else {
-            if let GatewayError::ReplayedNonce = self {
-                replay_warning();
-            }
             tracing::debug!(error = %self, "callback rejected");
             self.to_string()
         };
@@ -122,28 +119,5 @@ impl IntoResponse for GatewayError {
             );
         }
         response
-    }
-}
-
-/// A replayed plaintext URL is an attack or a nonce collision: warned about, at most once a
-/// minute (with the count since the last warning), so a flood of them cannot flood the log.
-fn replay_warning() {
-    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-    static SINCE: AtomicU64 = AtomicU64::new(0);
-    static LAST_MS: AtomicI64 = AtomicI64::new(0);
-    let seen = SINCE.fetch_add(1, Ordering::Relaxed) + 1;
-    let now = wxoa_runtime::now_ms();
-    let last = LAST_MS.load(Ordering::Relaxed);
-    if now - last >= 60_000
-        && LAST_MS
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
-        SINCE.store(0, Ordering::Relaxed);
-        tracing::warn!(
-            refused = seen,
-            "plaintext callbacks refused: their signature was already used for another message \
-             (a replayed URL, or a rare nonce collision; wxoa_gateway_callbacks_total{{outcome=\"replayed_nonce\"}})"
-        );
     }
 }

@@ -55,11 +55,11 @@ pub struct Inner {
     pub(crate) instance: String,
     pub(crate) config: GatewayConfig,
     pub(crate) rendezvous: Rendezvous,
-    /// Binds plaintext callbacks' signatures to their messages; present when an app is in
-    /// plaintext mode.
-    pub(crate) nonces: Option<crate::nonce::Nonces>,
-    /// Events created before this (unix seconds) keep the legacy dedupe key.
-    pub(crate) legacy_event_keys_before: i64,
+    /// Binds plaintext callbacks' signatures to their messages (Redis is connected on the
+    /// first plaintext callback: never, with safe-mode apps only).
+    pub(crate) nonces: crate::nonce::Nonces,
+    /// The warning for replayed plaintext URLs, once a minute.
+    pub(crate) replays_logged: wxoa_runtime::telemetry::OncePerMinute,
     metrics: Vec<(&'static str, Arc<AtomicU64>)>,
     health: Health,
     /// `wxoa_gateway_publish_seconds`: the JetStream publish and its PubAck.
@@ -116,12 +116,8 @@ impl GatewayState {
             instance: instance.to_owned(),
             config: config.gateway.clone(),
             rendezvous: Rendezvous::default(),
-            nonces: config
-                .apps
-                .iter()
-                .any(|a| a.aes_key.is_none())
-                .then(|| crate::nonce::Nonces::new(config)),
-            legacy_event_keys_before: config.gateway.legacy_event_keys_before,
+            nonces: crate::nonce::Nonces::new(config),
+            replays_logged: wxoa_runtime::telemetry::OncePerMinute::new(),
             metrics,
             health: health.clone(),
             publish_seconds: health.histogram("wxoa_gateway_publish_seconds", ""),

@@ -196,20 +196,20 @@ fn rendezvous(
     headers: Option<&HeaderMap>,
 ) -> Option<(String, i64)> {
     let headers = headers?;
-    let carried = headers.get(headers::REPLY_SUBJECT)?.as_str();
-    let key = reply_key(&envelope.id);
-    let Some(gateway) = subjects::reply_gateway(prefix, &envelope.app_id, &key, carried) else {
+    let subject = headers.get(headers::REPLY_SUBJECT)?.as_str();
+    if subjects::reply_gateway(prefix, &envelope.app_id, &reply_key(&envelope.id), subject)
+        .is_none()
+    {
         // Debug, not warn: whoever can publish inbound must not be able to flood the log.
-        tracing::debug!(id = %envelope.id, subject = carried, "ignoring a reply subject that is not this message's rendezvous");
+        tracing::debug!(id = %envelope.id, subject, "ignoring a reply subject that is not this message's rendezvous");
         return None;
-    };
-    let subject = subjects::reply(prefix, &envelope.app_id, gateway, &key);
+    }
     let deadline = headers
         .get(headers::REPLY_DEADLINE)?
         .as_str()
         .parse()
         .ok()?;
-    Some((subject, deadline))
+    Some((subject.to_owned(), deadline))
 }
 
 /// Sends the reply to the gateway's rendezvous; `Ok` when it was taken.

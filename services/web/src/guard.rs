@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::http::HeaderMap;
 use reqwest::Url;
+use wxoa_runtime::telemetry::OncePerMinute;
 
 use crate::WebError;
 
@@ -268,22 +268,6 @@ fn client_key(ip: IpAddr) -> IpAddr {
     match canonical(ip) {
         IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
         v4 => v4,
-    }
-}
-
-/// Says yes once a minute (for warnings that an attack would otherwise repeat per request).
-pub(crate) struct OncePerMinute(AtomicU64);
-
-impl OncePerMinute {
-    /// Not said yet.
-    pub(crate) fn new() -> OncePerMinute {
-        OncePerMinute(AtomicU64::new(u64::MAX))
-    }
-
-    /// `true` for the first call in the minute of `now_ms`.
-    pub(crate) fn first(&self, now_ms: i64) -> bool {
-        let minute = now_ms.div_euclid(60_000) as u64;
-        self.0.swap(minute, Ordering::Relaxed) != minute
     }
 }
 

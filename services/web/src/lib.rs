@@ -61,7 +61,7 @@ pub(crate) struct Shared {
     login_path: String,
     no_peer_logged: AtomicBool,
     /// The warning that `web.max_pending_per_app` was reached.
-    cap_logged: guard::OncePerMinute,
+    cap_logged: wxoa_runtime::telemetry::OncePerMinute,
 }
 
 impl Shared {
@@ -151,7 +151,7 @@ impl App {
             proxies,
             start_limit: guard::StartLimit::new(web.start_per_client_per_min),
             no_peer_logged: AtomicBool::new(false),
-            cap_logged: guard::OncePerMinute::new(),
+            cap_logged: wxoa_runtime::telemetry::OncePerMinute::new(),
         };
         Ok(App {
             shared: Arc::new(shared),

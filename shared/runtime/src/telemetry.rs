@@ -137,6 +137,29 @@ impl Extractor for ReadHeaders<'_> {
     }
 }
 
+/// Says yes once a minute: for warnings that an attacker could otherwise make repeat per
+/// request (the count goes to a metric; the log gets one line a minute).
+pub struct OncePerMinute(std::sync::atomic::AtomicU64);
+
+impl OncePerMinute {
+    /// Not said yet.
+    pub const fn new() -> OncePerMinute {
+        OncePerMinute(std::sync::atomic::AtomicU64::new(u64::MAX))
+    }
+
+    /// `true` for the first call in the minute of `now_ms`.
+    pub fn first(&self, now_ms: i64) -> bool {
+        let minute = now_ms.div_euclid(60_000) as u64;
+        self.0.swap(minute, std::sync::atomic::Ordering::Relaxed) != minute
+    }
+}
+
+impl Default for OncePerMinute {
+    fn default() -> Self {
+        OncePerMinute::new()
+    }
+}
+
 /// The current span's W3C `traceparent`, when traces are on.
 pub fn traceparent() -> Option<String> {
     let context = tracing::Span::current().context();

@@ -44,10 +44,10 @@ impl Envelope {
         message: Inbound,
         legacy_events_before: i64,
     ) -> Envelope {
-        let key = match message.legacy_event_key() {
-            Some(legacy) if message.create_time < legacy_events_before => legacy,
-            _ => message.dedupe_key(),
-        };
+        let legacy = (message.create_time < legacy_events_before)
+            .then(|| message.legacy_event_key())
+            .flatten();
+        let key = legacy.unwrap_or_else(|| message.dedupe_key());
         Envelope {
             v: ENVELOPE_VERSION,
             app_id: app_id.to_owned(),

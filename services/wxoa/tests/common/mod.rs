@@ -10,6 +10,7 @@ use wxoa_tests::{Platform, eventually, free_port};
 pub(crate) const EXE: &str = env!("CARGO_BIN_EXE_wxoa");
 
 /// `wxoa <args>` with the platform's config; stdout, or the failure's stderr.
+#[allow(dead_code)] // each test binary compiles this module; not all of them use each helper
 pub(crate) fn wxoa(platform: &Platform, args: &[&str]) -> Result<String, String> {
     let out = Command::new(EXE)
         .args(args)
@@ -23,7 +24,17 @@ pub(crate) fn wxoa(platform: &Platform, args: &[&str]) -> Result<String, String>
 
 /// `wxoa <service>` as a child process and the port of its admin server (`/metrics`);
 /// returns when its /readyz answers 200.
+#[allow(dead_code)] // each test binary compiles this module; not all of them use each helper
 pub(crate) async fn service(platform: &Platform, service: &str) -> (Child, u16) {
+    service_with(platform, service, &[]).await
+}
+
+/// [`service`] with `env` (`WXOA__SECTION__KEY`, value) on top of the platform's config.
+pub(crate) async fn service_with(
+    platform: &Platform,
+    service: &str,
+    env: &[(String, String)],
+) -> (Child, u16) {
     let admin = free_port();
     let child = Command::new(EXE)
         .arg(service)
@@ -31,6 +42,7 @@ pub(crate) async fn service(platform: &Platform, service: &str) -> (Child, u16) 
         .env_remove("WXOA_CONFIG")
         .env("WXOA__ADMIN__LISTEN", format!("127.0.0.1:{admin}"))
         .env("WXOA__TELEMETRY__LOG_FILTER", "warn")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .spawn()
         .expect("wxoa starts");

@@ -3,12 +3,13 @@
 //! the cap are closed at once and counted, and real signed callbacks keep being answered 200
 //! within WeChat's 5 s the whole time, with the gateway's memory bounded.
 //!
-//! The load test runs the gateway as a process of its own, so its RSS is its own: this test
-//! binary started again with [`CHILD`] set, running only [`gateway_process`]. It holds 1 500
-//! slow connections (a third silent, a third trickling a request head, a third trickling a
-//! body) at once, all against 127.0.0.1, each for at most [`HOLD`].
+//! The load test runs `wxoa gateway`, the real binary, as a process of its own, so its RSS is
+//! its own. It holds 1 500 slow connections (a third silent, a third trickling a request head,
+//! a third trickling a body) at once, all against 127.0.0.1, each for at most [`HOLD`].
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -16,7 +17,6 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-use wxoa_runtime::Config;
 use wxoa_runtime::admin::Health;
 use wxoa_runtime::shutdown::CancellationToken;
 use wxoa_sim::callback::{self, CallbackRequest, MessageSpec, Mode};
@@ -24,12 +24,6 @@ use wxoa_tests::{
     PLAIN_APP, Platform, SAFE_APP, TOKEN, eventually, free_port, numbered_text, shared_config,
 };
 
-/// The gateway process allocates as `wxoa` does.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Set in the environment of the gateway process this binary starts.
-const CHILD: &str = "WXOA_TEST_LISTENERS_CHILD";
 /// The longest a slow client keeps trying: far beyond every timeout the tests configure.
 const HOLD: Duration = Duration::from_secs(25);
 /// How often a client trickling a head sends its next byte.
@@ -38,94 +32,38 @@ const TRICKLE: Duration = Duration::from_millis(250);
 /// server that keeps a read buffer per packet would pin 8 KiB for each byte.
 const TRICKLE_BODY: Duration = Duration::from_millis(50);
 
-/// Not a test of its own: the gateway process of
-/// [`gateway_cuts_off_1500_slow_clients_while_signed_callbacks_are_answered`], which starts
-/// this binary with [`CHILD`] set and this test's name. It reads its config from the
-/// environment as `wxoa gateway` does and serves until its stdin closes. Without [`CHILD`]
-/// it returns at once.
-#[test]
-#[ignore = "the gateway process of the load test, started by it"]
-fn gateway_process() {
-    if std::env::var_os(CHILD).is_none() {
-        return;
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(async {
-        let config = Config::load(None).expect("the config from the environment");
-        let health = Health::default();
-        let shutdown = CancellationToken::new();
-        let admin = config.admin.listen.expect("an admin address");
-        wxoa_runtime::admin::serve(admin, health.clone(), shutdown.clone())
-            .await
-            .expect("the admin server");
-        let app = wxoa_gateway::App::build(&config, health)
-            .await
-            .expect("the gateway");
-        let run = tokio::spawn(app.run(shutdown.clone()));
-        // Until the test closes stdin (or exits).
-        let _ = tokio::task::spawn_blocking(|| {
-            std::io::copy(&mut std::io::stdin(), &mut std::io::sink())
-        })
-        .await;
-        shutdown.cancel();
-        let _ = run.await;
-    });
-}
-
 /// A gateway process on the platform's stream; killed when dropped.
 struct GatewayProcess {
     child: Child,
     url: String,
-    admin: String,
+    admin: u16,
 }
 
 impl GatewayProcess {
-    /// Starts it with the platform's config plus `extra` (`SECTION__KEY`, value) and waits
-    /// until it is ready.
+    /// Starts `wxoa gateway` with the platform's config plus `extra` (`SECTION__KEY`, value)
+    /// and waits until it is ready.
     async fn start(platform: &Platform, extra: &[(&str, &str)]) -> GatewayProcess {
-        let (port, admin) = (free_port(), free_port());
+        let port = free_port();
         let prefix = wxoa_runtime::config::ENV_PREFIX;
-        let mut command = Command::new(std::env::current_exe().expect("this test binary"));
-        command
-            .args(["gateway_process", "--exact", "--ignored", "--nocapture"])
-            .envs(platform.env())
-            .env_remove("WXOA_CONFIG")
-            .env(CHILD, "1")
-            .env(format!("{prefix}NATS__STORAGE"), "memory")
-            .env(
+        let mut env = vec![
+            (format!("{prefix}NATS__STORAGE"), "memory".to_owned()),
+            (
                 format!("{prefix}GATEWAY__LISTEN"),
                 format!("127.0.0.1:{port}"),
-            )
-            .env(
-                format!("{prefix}ADMIN__LISTEN"),
-                format!("127.0.0.1:{admin}"),
-            )
-            .env(format!("{prefix}GATEWAY__REPLY_BUDGET_MS"), "0")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null());
-        for (key, value) in extra {
-            command.env(format!("{prefix}{key}"), value);
-        }
-        let child = command.spawn().expect("the gateway process starts");
-        let process = GatewayProcess {
+            ),
+            (format!("{prefix}GATEWAY__REPLY_BUDGET_MS"), "0".to_owned()),
+        ];
+        env.extend(
+            extra
+                .iter()
+                .map(|(key, value)| (format!("{prefix}{key}"), (*value).to_owned())),
+        );
+        let (child, admin) = common::service_with(platform, "gateway", &env).await;
+        GatewayProcess {
             child,
             url: format!("http://127.0.0.1:{port}"),
-            admin: format!("http://127.0.0.1:{admin}"),
-        };
-        let ready = eventually(Duration::from_secs(30), || async {
-            let answer = platform
-                .http
-                .get(format!("{}/readyz", process.admin))
-                .send()
-                .await;
-            answer.ok().filter(|a| a.status() == 200).map(|_| ())
-        })
-        .await;
-        assert!(ready.is_some(), "the gateway process became ready");
-        process
+            admin,
+        }
     }
 
     /// Its resident memory (`VmRSS`), in KiB.
@@ -140,16 +78,8 @@ impl GatewayProcess {
     }
 
     /// The value of `series` on its `/metrics` (0 when absent).
-    async fn metric(&self, http: &reqwest::Client, series: &str) -> i64 {
-        let text = http
-            .get(format!("{}/metrics", self.admin))
-            .send()
-            .await
-            .expect("/metrics answers")
-            .text()
-            .await
-            .unwrap_or_default();
-        series_value(&text, series)
+    async fn metric(&self, platform: &Platform, series: &str) -> i64 {
+        common::metric(platform, self.admin, series).await as i64
     }
 }
 
@@ -411,10 +341,7 @@ async fn gateway_cuts_off_1500_slow_clients_while_signed_callbacks_are_answered(
     let counting = Instant::now();
     while open_at_peak < count as i64 && counting.elapsed() < Duration::from_millis(1500) {
         let open = gateway
-            .metric(
-                &platform.http,
-                "wxoa_http_connections{listener=\"gateway\"}",
-            )
+            .metric(&platform, "wxoa_http_connections{listener=\"gateway\"}")
             .await;
         open_at_peak = open_at_peak.max(open);
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -438,14 +365,11 @@ async fn gateway_cuts_off_1500_slow_clients_while_signed_callbacks_are_answered(
     let rss_after = gateway.rss_kib();
     let metric =
         |kind: &str| format!("wxoa_http_timeouts_total{{listener=\"gateway\",kind=\"{kind}\"}}");
-    let header_timeouts = gateway.metric(&platform.http, &metric("header")).await;
-    let body_timeouts = gateway.metric(&platform.http, &metric("body")).await;
+    let header_timeouts = gateway.metric(&platform, &metric("header")).await;
+    let body_timeouts = gateway.metric(&platform, &metric("body")).await;
     let open_after = eventually(Duration::from_secs(10), || async {
         let open = gateway
-            .metric(
-                &platform.http,
-                "wxoa_http_connections{listener=\"gateway\"}",
-            )
+            .metric(&platform, "wxoa_http_connections{listener=\"gateway\"}")
             .await;
         (open <= 4).then_some(open)
     })
